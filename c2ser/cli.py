@@ -1,0 +1,41 @@
+"""The ``c2ser`` command line: one sub-command per task, each a thin wrapper over a typed library function.
+
+Each entry of ``COMMANDS`` names a module with ``add_arguments(parser)`` and ``run(args)``; modules are
+imported only when their command runs, so ``c2ser --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build-tiny": ("c2ser.commands.build_tiny", "build tiny random models (real formats) for demos and tests"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="c2ser", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints help or the error
+        return 2
+    name = argv[0]
+    mod = importlib.import_module(COMMANDS[name][0])
+    cmd_parser = argparse.ArgumentParser(prog=f"c2ser {name}", description=COMMANDS[name][1])
+    mod.add_arguments(cmd_parser)
+    args = cmd_parser.parse_args(argv[1:])
+    try:
+        return int(mod.run(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as e:  # user errors: one clear line, no traceback
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"c2ser {name}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Tiny models with the real architectures and real file formats, built locally (nothing downloads).
+
+- :func:`build_tiny_whisper` writes an openai-whisper checkpoint ``{"dims", "model_state_dict"}`` that
+  ``whisper.load_model(path)`` and our encoder both load.
+- :func:`build_tiny_llm` writes a Hugging Face Qwen2 causal-LM directory (``config.json``, safetensors weights)
+  with a byte-level BPE tokenizer trained with ``tokenizers`` using exactly Qwen2's normaliser and
+  pre-tokenizer pipeline (so ``AutoTokenizer`` reloads it identically), Qwen's special tokens and a chat template.
+
+Used by the tests, the tiny demo recipe and the benchmarks' ``tiny`` size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from c2ser.labels import EMOTIONS, EN_WORD, ZH_WORD
+
+QWEN_SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                    r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+TINY_WHISPER_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
+                         n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
+
+
+def _seed(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_tiny_whisper(path: str | Path, seed: int = 0, **dims) -> Path:
+    """Save a randomly initialised openai-whisper model (tiny dims unless overridden) as a ``.pt`` checkpoint."""
+    import whisper
+    from whisper.model import ModelDimensions
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = ModelDimensions(**{**TINY_WHISPER_DIMS, **dims})
+    _seed(seed)
+    model = whisper.model.Whisper(d)
+    with torch.no_grad():  # whisper initialises LayerNorms to identity; perturb so tests are sensitive
+        for name, p in model.named_parameters():
+            if name.endswith("ln.weight") or name.endswith("ln_post.weight") or "ln" in name.split(".")[-2]:
+                p.add_(0.1 * torch.randn_like(p))
+    torch.save({"dims": dataclasses.asdict(d), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+def default_tokenizer_corpus() -> list[str]:
+    """Texts the tiny tokenizer is trained on: prompts, target templates, label words, EN and ZH sentences."""
+    from c2ser import prompts
+
+    texts = [prompts.EXPLICIT_PROMPT, prompts.IMPLICIT_PROMPT, prompts.GEN_SER_PROMPT]
+    for e in EMOTIONS:
+        texts += [f"The emotion of this speech is {EN_WORD[e]}.", f"这条语音的情感为{ZH_WORD[e]}。",
+                  f"From these cues, the emotion is {EN_WORD[e]}.", f"通过分析语音特征，推测情绪为{ZH_WORD[e]}。"]
+    texts += [
+        "The speaker says, at a fast pace with a high pitch and a loud voice: \"It is raining again today.\"",
+        "The speaker says, at a slow pace with a low pitch and a quiet voice: \"I will call you tomorrow.\"",
+        "at a medium pace with a medium pitch and a medium voice",
+        "说话者以缓慢的速度、高昂的语调和中等音量的声音说道：“今天的天气很好。”",
+        "说话者以快速的速度、低沉的语调和响亮音量的声音说道：“我们明天见。”",
+        "joy joyful cheerful excited anger furious sadness sorrow calm astonished scared afraid not neither",
+        "I think the speaker sounds happy because the voice is bright and fast. Why? The pitch is high.",
+        "开心 快乐 喜悦 愤怒 悲伤 难过 平静 惊奇 恐惧 反感 不是 因为 声音 语调 很 高 低 快 慢",
+        "0123456789 .,:;!?'\"()[]-_/ abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    ]
+    return texts
+
+
+def train_tiny_tokenizer(texts: list[str], vocab_size: int = 1200):
+    """A byte-level BPE tokenizer with Qwen2's exact normaliser/pre-tokenizer/decoder pipeline."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=QWEN_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts * 3, trainer=trainer)
+    return tok
+
+
+def build_tiny_llm(path: str | Path, seed: int = 0, texts: list[str] | None = None, vocab_size: int = 1200,
+                   hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, num_kv_heads: int = 2,
+                   intermediate_size: int = 128) -> Path:
+    """Save a random Qwen2ForCausalLM + tokenizer directory loadable with ``from_pretrained(path)``."""
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    raw = train_tiny_tokenizer((texts or []) + default_tokenizer_corpus(), vocab_size=vocab_size)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                  additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    tok.save_pretrained(path)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+                      max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos,
+                      pad_token_id=eos)
+    _seed(seed)
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
+def build_tiny_models(root: str | Path, seed: int = 0, texts: list[str] | None = None) -> dict[str, Path]:
+    """Build every tiny model the project needs under ``root`` (idempotent: existing ones are kept)."""
+    root = Path(root)
+    out = {"whisper": root / "whisper-tiny-random.pt", "llm": root / "qwen2-tiny-random"}
+    if not out["whisper"].is_file():
+        build_tiny_whisper(out["whisper"], seed=seed)
+    if not (out["llm"] / "config.json").is_file():
+        build_tiny_llm(out["llm"], seed=seed, texts=texts)
+    (root / "models.json").write_text(json.dumps({k: str(v) for k, v in out.items()}, indent=1))
+    return out
