@@ -127,3 +127,25 @@ def build_tiny_models(root: str | Path, seed: int = 0, texts: list[str] | None =
         build_tiny_llm(out["llm"], seed=seed, texts=texts)
     (root / "models.json").write_text(json.dumps({k: str(v) for k, v in out.items()}, indent=1))
     return out
+
+
+def tiny_model_config(models: dict, ssl_dim: int = 48, **overrides):
+    """A :class:`ModelConfig` for the tiny models of :func:`build_tiny_models` (fp32, small adapter)."""
+    from c2ser.models.config import AdapterConfig, LLMConfig, LoraConfig, ModelConfig, SSLConfig, WhisperConfig
+
+    cfg = ModelConfig(whisper=WhisperConfig(name_or_path=str(models["whisper"])),
+                      llm=LLMConfig(name_or_path=str(models["llm"]), dtype="float32"),
+                      ssl=SSLConfig(dim=ssl_dim), adapter=AdapterConfig(num_blocks=2, heads=4, ffn=128, dropout=0.0),
+                      lora=LoraConfig(r=4, alpha=8, dropout=0.0))
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def qwen2_7b_config():
+    """The Qwen2-7B architecture (for building the full-size model on the ``meta`` device)."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                       num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                       tie_word_embeddings=False, rope_theta=1000000.0)

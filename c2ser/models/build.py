@@ -1,0 +1,56 @@
+"""Builds a :class:`C2SERModel` from a :class:`ModelConfig`: loads Whisper, the LLM + tokenizer, applies LoRA."""
+from __future__ import annotations
+
+import torch
+
+from c2ser.models.c2ser import C2SERModel
+from c2ser.models.config import LLMConfig, LoraConfig, ModelConfig
+from c2ser.models.whisper_encoder import WhisperEncoder
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(cfg: LLMConfig):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
+    if tok.eos_token_id is None:
+        raise ValueError(f"{cfg.name_or_path}: tokenizer has no eos token")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_llm(cfg: LLMConfig):
+    from transformers import AutoModelForCausalLM
+
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"llm.dtype={cfg.dtype!r}: expected one of {sorted(DTYPES)}")
+    llm = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=DTYPES[cfg.dtype],
+                                               trust_remote_code=cfg.trust_remote_code)
+    if cfg.gradient_checkpointing:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return llm
+
+
+def apply_lora(llm, cfg: LoraConfig):
+    if not cfg.enabled:
+        return llm
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    return get_peft_model(llm, PeftLoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha,
+                                              lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules)))
+
+
+def build_model(cfg: ModelConfig, llm=None, tokenizer=None, whisper: WhisperEncoder | None = None) -> C2SERModel:
+    """Load every part named in ``cfg`` (parts passed in are used as they are, e.g. models built on ``meta``)."""
+    whisper = whisper or WhisperEncoder.from_pretrained(cfg.whisper.name_or_path, cfg.whisper.download_root,
+                                                        gradient_checkpointing=cfg.whisper.gradient_checkpointing)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.llm)
+    llm = apply_lora(llm if llm is not None else load_llm(cfg.llm), cfg.lora)
+    model = C2SERModel(cfg, whisper, llm, tokenizer)
+    if cfg.ssl.enabled and cfg.ssl.checkpoint:
+        from c2ser.encoders.emotion2vec import Emotion2VecS
+
+        model.ssl_encoder = Emotion2VecS.from_pretrained(cfg.ssl.checkpoint).eval().requires_grad_(False)
+    return model
