@@ -12,6 +12,7 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-tiny": ("c2ser.commands.build_tiny", "build tiny random models (real formats) for demos and tests"),
+    "train": ("c2ser.commands.train", "train one stage (explicit CoT, self-distillation, implicit) under accelerate"),
 }
 
 

@@ -149,3 +149,39 @@ def qwen2_7b_config():
     return Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                        num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
                        tie_word_embeddings=False, rope_theta=1000000.0)
+
+
+def make_toy_corpus(root: str | Path, emotions=("neutral", "happy", "sad", "angry"), per_class: int = 6,
+                    ssl_dim: int = 48, seed: int = 0) -> dict[str, Path]:
+    """A tiny corpus of tones (pitch and loudness depend on the emotion) with manifests and cached SSL
+    features, for fast training tests without espeak. Returns paths: train/valid manifests, feature dir."""
+    import numpy as np
+    import soundfile as sf
+
+    root = Path(root)
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    (root / "ssl").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", per_class), ("valid", max(1, per_class // 3))):
+        rows = []
+        for ei, emo in enumerate(emotions):
+            for j in range(n):
+                key = f"toy-{split}-{emo}-{j}"
+                dur = float(rng.uniform(0.6, 1.6))
+                t = np.arange(int(dur * 16000)) / 16000
+                wav = (0.1 + 0.1 * ei) * np.sin(2 * np.pi * (120 + 60 * ei) * t) + 0.01 * rng.standard_normal(t.size)
+                path = root / "wav" / f"{key}.wav"
+                sf.write(path, wav.astype(np.float32), 16000)
+                np.save(root / "ssl" / f"{key}.npy", rng.standard_normal((10, ssl_dim)).astype(np.float32))
+                word = EN_WORD[emo]
+                rows.append({"key": key, "audio": str(path), "start": None, "end": None, "channel": None,
+                             "duration": round(t.size / 16000, 4), "sample_rate": 16000, "emotion": emo,
+                             "raw_emotion": emo, "text": "", "language": "en", "corpus": "toy", "split": split,
+                             "speaker": None,
+                             "explicit_target": f"A tone at a steady pace. From these cues, the emotion is {word}.",
+                             "implicit_target": f"The emotion of this speech is {word}."})
+        out[split] = root / f"{split}.jsonl"
+        out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out["features"] = root / "ssl"
+    return out

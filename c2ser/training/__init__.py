@@ -1,0 +1,1 @@
+"""Training: config, data pipeline (dynamic batching, SpecAugment), schedules and the accelerate loop."""

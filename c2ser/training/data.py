@@ -1,0 +1,92 @@
+"""Training data: manifest rows → items (log-mel, SSL tokens, both prompt/target variants) → batches.
+
+Each item carries the explicit and the implicit prompt/target; the loop decides per batch which one is used
+(stage 2 schedule) and :func:`collate` builds the model batch with :class:`C2SERProcessor`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c2ser.audio import load_audio
+from c2ser.models.processor import C2SERProcessor
+from c2ser.prompts import EXPLICIT_PROMPT, IMPLICIT_PROMPT
+from c2ser.training.specaug import spec_augment
+
+PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT}
+TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target"}
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:  # MERGE: use c2ser.data.manifest.read_manifest
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
+    f = Path(feature_dir) / f"{key}.npy"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no Emotion2Vec-S features for clip {key!r} (run feature extraction)")
+    return np.load(f).astype(np.float32)
+
+
+class ManifestDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict], processor: C2SERProcessor, feature_dir: str | None, ssl_enabled: bool,
+                 spec_augment: bool = False, seed: int = 0):
+        self.rows, self.processor = rows, processor
+        self.feature_dir, self.ssl_enabled = feature_dir, ssl_enabled
+        self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
+        tok = processor.tokenizer
+        prompt_len = {t: len(tok(p, add_special_tokens=False)["input_ids"]) for t, p in PROMPTS.items()}
+        # lengths used by the batch caps: mel frames and the longer (explicit) LLM sequence
+        self.frames = [int(round(r["duration"] * 100)) for r in rows]
+        self.tokens = []
+        for r, f in zip(rows, self.frames):
+            speech = (10 if ssl_enabled else 0) + (f + 7) // 8 + 2
+            text = max(prompt_len[t] + len(tok(r.get(TARGET_FIELDS[t]) or "", add_special_tokens=False)["input_ids"])
+                       for t in PROMPTS)
+            self.tokens.append(speech + text + 1)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        r = self.rows[i]
+        wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
+        mel = self.processor.mel(wav, name=r["audio"])
+        if self.spec_augment:
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+            mel = spec_augment(mel, gen)
+        item = {"key": r["key"], "mel": mel, "emotion": r.get("emotion")}
+        if self.ssl_enabled and self.feature_dir:
+            item["ssl"] = load_ssl(self.feature_dir, r["key"])
+        elif self.ssl_enabled:
+            item["wav"] = wav  # online features
+        for t in PROMPTS:
+            item[t] = (PROMPTS[t], r.get(TARGET_FIELDS[t]))
+        return item
+
+
+def collate(processor: C2SERProcessor, items: list[dict], task: str, with_targets: bool = True) -> dict:
+    """Model batch for ``task`` ("explicit" or "implicit")."""
+    chosen = []
+    for it in items:
+        prompt, target = it[task]
+        if with_targets and not target:
+            raise ValueError(f"clip {it['key']!r} has no {TARGET_FIELDS[task]} (run the CoT label stage)")
+        chosen.append({**{k: it[k] for k in ("mel", "ssl", "wav", "key") if k in it}, "prompt": prompt,
+                       "target": target if with_targets else None})
+    batch = processor.collate(chosen)
+    batch["keys"] = [it["key"] for it in items]
+    batch["emotions"] = [it.get("emotion") for it in items]
+    return batch
+
+
+def identity(x):
+    return x
+
+
+def to_json(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False)

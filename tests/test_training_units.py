@@ -1,0 +1,87 @@
+"""Training building blocks: batch sampler caps and determinism, schedules, SpecAugment."""
+import math
+
+import pytest
+import torch
+
+from c2ser.training.sampler import DynamicBatchSampler
+from c2ser.training.schedules import batch_task, explicit_probability, lr_factor
+from c2ser.training.specaug import spec_augment
+
+
+def _lengths(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(50, 1500, (n,), generator=g).tolist()
+    tokens = [f // 8 + int(t) for f, t in zip(frames, torch.randint(10, 120, (n,), generator=g))]
+    return frames, tokens
+
+
+def test_batches_respect_both_caps_and_cover_every_clip_once():
+    frames, tokens = _lengths()
+    s = DynamicBatchSampler(frames, tokens, max_frames=3900, max_tokens=1900, max_batch_size=16, sort_buffer=64)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(len(frames)))
+    for b in batches:
+        assert max(frames[i] for i in b) * len(b) <= 3900
+        assert max(tokens[i] for i in b) * len(b) <= 1900
+        assert len(b) <= 16
+    # bucketing: padding stays small compared to random batches of the same sizes
+    padded = sum(max(frames[i] for i in b) * len(b) for b in batches)
+    assert sum(frames) / padded > 0.8
+
+
+def test_sampler_is_deterministic_per_epoch_and_changes_across_epochs():
+    frames, tokens = _lengths()
+    a = DynamicBatchSampler(frames, tokens, 3900, 1900, seed=3)
+    b = DynamicBatchSampler(frames, tokens, 3900, 1900, seed=3)
+    assert list(a) == list(b)
+    b.set_epoch(1)
+    assert list(a) != list(b)
+
+
+def test_ranks_get_disjoint_equal_shares_and_resume_skips():
+    frames, tokens = _lengths()
+    ranks = [DynamicBatchSampler(frames, tokens, 3900, 1900, seed=1, rank=r, world_size=2) for r in range(2)]
+    b0, b1 = list(ranks[0]), list(ranks[1])
+    assert len(b0) == len(b1) == len(ranks[0])
+    assert not {i for b in b0 for i in b} & {i for b in b1 for i in b}
+    ranks[0].set_epoch(0, skip=3)
+    assert list(ranks[0]) == b0[3:] and len(ranks[0]) == len(b0) - 3
+
+
+def test_clip_over_the_caps_is_a_clear_error():
+    with pytest.raises(ValueError, match="exceed the batch caps"):
+        DynamicBatchSampler([5000], [10], 3900, 1900)
+
+
+def test_official_warmup_lr_and_cosine():
+    assert lr_factor(4000, "warmup_inverse_sqrt", 8000, 10**6) == 0.5
+    assert lr_factor(8000, "warmup_inverse_sqrt", 8000, 10**6) == 1.0
+    assert math.isclose(lr_factor(32000, "warmup_inverse_sqrt", 8000, 10**6), 0.5)
+    assert lr_factor(5, "cosine", 10, 110) == 0.5
+    assert lr_factor(60, "cosine", 10, 110) == pytest.approx(0.5)
+    assert lr_factor(110, "cosine", 10, 110) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="unknown lr scheduler"):
+        lr_factor(1, "exotic", 1, 1)
+
+
+def test_stage2_schedule_decays_linearly_and_is_deterministic():
+    total = 1000
+    assert explicit_probability(0, total) == 1.0 and explicit_probability(total - 1, total) == 0.0
+    assert explicit_probability(333, total) == pytest.approx(1 - 333 / 999)
+    tasks = [batch_task("distill", s, total, seed=7) for s in range(total)]
+    assert tasks == [batch_task("distill", s, total, seed=7) for s in range(total)]
+    assert tasks[0] == "explicit" and tasks[-1] == "implicit"
+    first, last = tasks[:250].count("explicit") / 250, tasks[-250:].count("explicit") / 250
+    assert first > 0.75 and last < 0.25  # expected ≈ 0.875 and 0.125
+    assert batch_task("explicit", 5, total, 7) == "explicit" and batch_task("implicit", 5, total, 7) == "implicit"
+
+
+def test_spec_augment_masks_time_and_frequency_deterministically():
+    mel = torch.ones(80, 400)
+    a = spec_augment(mel, torch.Generator().manual_seed(0))
+    b = spec_augment(mel, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and torch.equal(mel, torch.ones(80, 400))
+    zero_cols = (a == 0).all(0).sum().item()
+    zero_rows = (a == 0).all(1).sum().item()
+    assert 1 <= zero_cols <= 100 and 1 <= zero_rows <= 20
