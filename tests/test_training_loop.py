@@ -80,7 +80,7 @@ def test_two_process_deepspeed_zero2_run(models_json, tmp_path):
     out = tmp_path / "ds"
     _run([sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--zero_stage", "2",
           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-          str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-", "max_epochs=3"], tmp_path)
+          str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-", "max_epochs=12"], tmp_path)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     for r in ranks:
         assert r["distributed_type"] == "DistributedType.DEEPSPEED" and r["num_processes"] == 2
