@@ -47,7 +47,7 @@ class C2SERModel(nn.Module):
         self.downsampler = CausalDownsampler(dim)
         a = cfg.adapter
         self.adapter = GxlAdapter(dim, a.num_blocks, a.heads, a.ffn, a.dropout)
-        llm_dim = llm.get_input_embeddings().weight.shape[1]
+        llm_dim = llm.get_input_embeddings().embedding_dim  # (weights may be ZeRO-3 partitioned)
         self.projection = nn.Linear(dim, llm_dim)
         self.speech_markers = nn.Embedding(2, llm_dim)  # row 0 = BOS_sp, row 1 = EOS_sp
         self.llm = llm

@@ -38,8 +38,12 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     acc = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, log_with="tensorboard",
                       project_dir=cfg.output_dir, kwargs_handlers=handlers)
     plugin = acc.state.deepspeed_plugin
-    if plugin is not None and plugin.deepspeed_config.get("train_micro_batch_size_per_gpu") == "auto":
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1  # dynamic batches: a nominal size
+    if plugin is not None:
+        ds = plugin.deepspeed_config
+        if ds.get("train_micro_batch_size_per_gpu") == "auto":
+            ds["train_micro_batch_size_per_gpu"] = 1  # dynamic batches: a nominal size
+        if ds.get("gradient_clipping", "auto") == "auto":
+            ds["gradient_clipping"] = cfg.optim.grad_clip  # DeepSpeed clips inside its step
     return acc
 
 
