@@ -40,7 +40,11 @@ def trained_state(model: C2SERModel, state_dict: dict | None = None) -> dict[str
     if model.cfg.lora.enabled and ("lora" in parts or "llm" in parts):
         out["lora"] = {k[len("llm."):]: v for k, v in sd.items() if k.startswith("llm.") and "lora_" in k}
     if "llm" in parts:
-        out["llm"] = {k[len("llm."):]: v for k, v in sd.items() if k.startswith("llm.") and "lora_" not in k}
+        seen: set[int] = set()  # tied weights (e.g. lm_head = embed_tokens) are stored once
+        for k, v in sd.items():
+            if k.startswith("llm.") and "lora_" not in k and v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                out["llm"][k[len("llm."):]] = v
     return out
 
 

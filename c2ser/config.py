@@ -21,12 +21,14 @@ class ConfigError(ValueError):
     """A configuration file or override that does not fit its schema."""
 
 
-def load_config(schema: Type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-                section: str | None = None) -> T:
-    """Build ``schema`` from its defaults, then a YAML file (optionally one ``section`` of it), then overrides."""
+def load_config(schema: Type[T], path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = (), section: str | None = None) -> T:
+    """Build ``schema`` from its defaults, then YAML file(s) merged in order (optionally one ``section`` of
+    each), then ``key=value`` overrides."""
     cfg = OmegaConf.structured(schema)
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     try:
-        if path is not None:
+        for path in paths:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"{path}: config file not found")
@@ -34,6 +36,7 @@ def load_config(schema: Type[T], path: str | Path | None = None, overrides: Sequ
             if section is not None:
                 data = data.get(section, {})
             cfg = OmegaConf.merge(cfg, data)
+        path = paths[-1] if paths else None
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(cfg)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    p.add_argument("--config", required=True, help="YAML training config (see recipes/*/conf)")
+    p.add_argument("--config", required=True, action="append",
+                   help="YAML training config(s), merged in order (see recipes/*/conf)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 model.lora.r=16")
 
 

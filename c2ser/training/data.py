@@ -59,7 +59,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         if self.spec_augment:
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
             mel = spec_augment(mel, gen)
-        item = {"key": r["key"], "mel": mel, "emotion": r.get("emotion")}
+        item = {"key": r["key"], "index": i, "mel": mel, "emotion": r.get("emotion")}
         if self.ssl_enabled and self.feature_dir:
             item["ssl"] = load_ssl(self.feature_dir, r["key"])
         elif self.ssl_enabled:
