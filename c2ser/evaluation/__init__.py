@@ -1,0 +1,1 @@
+"""Evaluation: answer parsing, metrics, reports, stability, and batched inference over manifests."""
