@@ -24,13 +24,15 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
 
     out = Path(out_dir)
     rows = read_rows(manifest)[:limit]
-    model = load_model(checkpoint).to(device)
-    if mode == "gen-ser":
-        from c2ser.heads.stage import predict_with_head
+    keys = {r["key"] for r in rows}
+    if mode == "gen-ser":  # ``checkpoint`` is a head stage's output; it names its backbone
+        from c2ser.training.head_stage import predict_with_head
 
-        runs = [predict_with_head(model, checkpoint, rows, out / "predictions.jsonl", feature_dir, corpus)]
-        settings = {"head": "from checkpoint", "steps": "see head config"}
+        with PredictionWriter(out / "predictions.jsonl") as writer:
+            settings = predict_with_head(checkpoint, rows, writer, feature_dir, corpus)
+            runs = [[r for r in writer.rows if r["key"] in keys]]
     else:
+        model = load_model(checkpoint).to(device)
         processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
         runs = []
         for seed in seeds:
@@ -38,7 +40,6 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
             with PredictionWriter(out / name) as writer:
                 settings = predict_manifest(model, processor, rows, writer, mode=mode, feature_dir=feature_dir,
                                             decoding=decoding, max_new_tokens=max_new_tokens, seed=seed)
-                keys = {r["key"] for r in rows}
                 runs.append([r for r in writer.rows if r["key"] in keys])
     result = score_predictions(runs[0], corpus, group_by=group_by)
     result.update({"checkpoint": str(checkpoint), "manifest": str(manifest), "mode": mode})

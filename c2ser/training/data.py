@@ -13,11 +13,11 @@ import torch
 
 from c2ser.audio import load_audio
 from c2ser.models.processor import C2SERProcessor
-from c2ser.prompts import EXPLICIT_PROMPT, IMPLICIT_PROMPT
+from c2ser.prompts import EXPLICIT_PROMPT, GEN_SER_PROMPT, IMPLICIT_PROMPT
 from c2ser.training.specaug import spec_augment
 
-PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT}
-TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target"}
+PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT, "gen-ser": GEN_SER_PROMPT}
+TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target", "gen-ser": None}
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -46,7 +46,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         for r, f in zip(rows, self.frames):
             speech = (10 if ssl_enabled else 0) + (f + 7) // 8 + 2
             text = max(prompt_len[t] + len(tok(r.get(TARGET_FIELDS[t]) or "", add_special_tokens=False)["input_ids"])
-                       for t in PROMPTS)
+                       for t in ("explicit", "implicit"))
             self.tokens.append(speech + text + 1)
 
     def __len__(self) -> int:
@@ -65,7 +65,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         elif self.ssl_enabled:
             item["wav"] = wav  # online features
         for t in PROMPTS:
-            item[t] = (PROMPTS[t], r.get(TARGET_FIELDS[t]))
+            item[t] = (PROMPTS[t], r.get(TARGET_FIELDS[t]) if TARGET_FIELDS[t] else None)
         return item
 
 

@@ -1,0 +1,102 @@
+"""The one manifest format: JSON lines, one clip per line, the same fields for every corpus.
+
+    key          unique id (EmoBox keys verbatim where they exist, e.g. meld-dia0_utt0-train)
+    audio        path to the audio file; start / end (s) select a span, channel (1-indexed) one channel
+    duration     seconds; sample_rate of the file
+    emotion      canonical label (c2ser.labels.EMOTIONS); raw_emotion = the corpus's own label
+    text, language ("en" | "zh"), corpus, split (train | valid | test | fold_k...), speaker
+    style        measured style (pitch_hz, loudness_lufs, rate, pitch_bin, volume_bin, pace_bin) or null
+    explicit_target, implicit_target   chain-of-thought targets (data_prep/cot_labels.py) or null
+
+Readable with ``datasets.load_dataset("json", data_files=path)`` (every row has every field).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from c2ser.labels import EMOTIONS
+
+FIELDS = ("key", "audio", "start", "end", "channel", "duration", "sample_rate", "emotion", "raw_emotion", "text",
+          "language", "corpus", "split", "speaker", "style", "explicit_target", "implicit_target")
+REQUIRED = ("key", "audio", "duration", "emotion", "corpus", "split")
+STYLE_KEYS = ("pitch_hz", "loudness_lufs", "rate", "pitch_bin", "volume_bin", "pace_bin")
+
+
+def make_row(**fields) -> dict:
+    """A manifest row with every field present (missing ones are null)."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise KeyError(f"unknown manifest fields {sorted(unknown)}")
+    return {f: fields.get(f) for f in FIELDS}
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{i}: a manifest line must be a JSON object")
+            rows.append(row)
+    return rows
+
+
+def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """Write atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(make_row(**{k: r.get(k) for k in FIELDS}), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def validate_manifest(rows: list[dict], check_files: bool = True, name: str = "manifest") -> list[str]:
+    """Problems found (empty list = valid): missing fields, unknown labels, duplicate keys, missing files."""
+    problems, seen = [], set()
+    for i, r in enumerate(rows, 1):
+        where = f"{name}:{i} ({r.get('key', '?')})"
+        missing = [f for f in REQUIRED if r.get(f) in (None, "")]
+        if missing:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+        if r.get("emotion") is not None and r["emotion"] not in EMOTIONS:
+            problems.append(f"{where}: unknown emotion {r['emotion']!r} (expected one of {', '.join(EMOTIONS)})")
+        if r.get("key") in seen:
+            problems.append(f"{where}: duplicate key")
+        seen.add(r.get("key"))
+        if check_files and r.get("audio") and not Path(r["audio"]).is_file():
+            problems.append(f"{where}: audio file not found: {r['audio']}")
+        if r.get("duration") is not None and not (isinstance(r["duration"], (int, float)) and r["duration"] > 0):
+            problems.append(f"{where}: duration must be a positive number")
+    return problems
+
+
+class Rejects:
+    """Collects skipped items with reasons and writes them as ``rejects.jsonl``."""
+
+    def __init__(self, path: str | Path):
+        self.path, self.items = Path(path), []
+
+    def add(self, key: str, source: str, reason: str) -> None:
+        self.items.append({"key": key, "source": str(source), "reason": reason})
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in self.items))
+
+
+def summary(rows: list[dict], rejects: Rejects, name: str) -> str:
+    from collections import Counter
+
+    counts = Counter(r["emotion"] for r in rows)
+    per = ", ".join(f"{e} {counts[e]}" for e in EMOTIONS if counts[e])
+    return f"{name}: kept {len(rows)}, rejected {len(rejects.items)} ({rejects.path}); per label: {per}"

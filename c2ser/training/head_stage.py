@@ -1,0 +1,200 @@
+"""The output-head stage: a Gen-SER head (or the CE baseline) on top of a trained C2SER backbone.
+
+The backbone is frozen: its conditioning for every clip — LLM last-layer hidden states over
+``[prompt "emotion:"][BOS S W EOS]`` (prefill only, no decoding), or the projected adapter output
+(``conditioning: adapter``, encoder-only control) — is computed once and cached in memory, then the head
+trains on it. The stage writes ``<output_dir>/final/{head.safetensors, config.yaml}``; the config names the
+backbone checkpoint, so ``c2ser eval --mode gen-ser --checkpoint <output_dir>/final`` finds everything.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from c2ser.config import from_dict, to_dict
+from c2ser.heads.ce_head import CEHead, CEHeadConfig
+from c2ser.heads.gen_ser import GenSERConfig, GenSERHead
+from c2ser.labels import EMOTIONS, corpus_classes
+from c2ser.models.processor import C2SERProcessor, to_device
+from c2ser.training.data import ManifestDataset, collate, identity, read_rows
+from c2ser.training.sampler import DynamicBatchSampler
+
+HEADS = {"gen_ser": GenSERHead, "ce": CEHead}
+
+
+@dataclass
+class HeadStageConfig:
+    backbone: str = "???"                    # trained C2SER checkpoint directory
+    kind: str = "gen_ser"                    # gen_ser | ce
+    gen_ser: GenSERConfig = field(default_factory=GenSERConfig)
+    ce: CEHeadConfig = field(default_factory=CEHeadConfig)
+    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))   # union label set
+    conditioning: str = "llm"                # llm | adapter
+    train_manifest: str = "???"
+    valid_manifest: str | None = None
+    feature_dir: str | None = None
+    corpus: str = "synthetic"                # label set used to mask classes at validation
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    balanced: bool = True                    # class-balanced sampling
+    seed: int = 777
+    output_dir: str = "exp/head"
+
+    def __post_init__(self):
+        if self.kind not in HEADS:
+            raise ValueError(f"kind={self.kind!r}: expected one of {sorted(HEADS)}")
+        if self.conditioning not in ("llm", "adapter"):
+            raise ValueError(f"conditioning={self.conditioning!r}: expected llm or adapter")
+
+
+def build_head(cfg: HeadStageConfig, cond_dim: int):
+    return HEADS[cfg.kind](getattr(cfg, cfg.kind), [list(cfg.labels)], cond_dim=cond_dim)
+
+
+@torch.no_grad()
+def conditioning(model, processor: C2SERProcessor, rows: list[dict], feature_dir: str | None, kind: str,
+                 progress: bool = True) -> list[torch.Tensor]:
+    """Per clip: the (L_i, H) conditioning states of the frozen backbone, in ``rows`` order."""
+    model.eval()
+    ds = ManifestDataset(rows, processor, feature_dir, model.cfg.ssl.enabled)
+    sampler = DynamicBatchSampler(ds.frames, ds.tokens, max(12000, max(ds.frames)), max(20000, max(ds.tokens)), 16,
+                                  shuffle=False)
+    out: list[torch.Tensor | None] = [None] * len(rows)
+    for items in tqdm(torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=identity),
+                      disable=not progress, desc="conditioning", total=len(sampler)):
+        batch = to_device(collate(processor, items, "gen-ser", with_targets=False), model.device)
+        if kind == "llm":
+            h, mask = model.prefix_hidden_states(batch)
+        else:
+            h, lengths = model.encode_speech(batch["mel"], batch["mel_lengths"], batch["ssl"])
+            mask = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
+        for it, hi, mi in zip(items, h, mask):
+            out[it["index"]] = hi[mi].float().cpu()
+    return out
+
+
+def pad_conditioning(conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(c.shape[0] for c in conds)
+    x = conds[0].new_zeros(len(conds), L, conds[0].shape[1])
+    mask = torch.zeros(len(conds), L, dtype=torch.bool)
+    for i, c in enumerate(conds):
+        x[i, : c.shape[0]], mask[i, : c.shape[0]] = c, True
+    return x, mask
+
+
+def _batches(labels: list[int], batch_size: int, balanced: bool, rng: random.Random, num_classes: int):
+    n = len(labels)
+    if balanced:  # draw classes uniformly, then a clip of that class
+        by_class = [[i for i, y in enumerate(labels) if y == k] for k in range(num_classes)]
+        by_class = [c for c in by_class if c]
+        order = [rng.choice(rng.choice(by_class)) for _ in range(n)]
+    else:
+        order = list(range(n))
+        rng.shuffle(order)
+    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+
+
+def predict(head, conds: list[torch.Tensor], allowed: torch.Tensor | None, batch_size: int = 64, steps: int | None = None):
+    """(predicted indices, per-class scores) for cached conditioning."""
+    head.eval()
+    preds, scores = [], []
+    for i in range(0, len(conds), batch_size):
+        x, m = pad_conditioning(conds[i: i + batch_size])
+        kw = {"steps": steps} if steps else {}
+        p, s = head.predict(x, m, allowed=allowed, **kw)
+        preds.append(p)
+        scores.append(s)
+    return torch.cat(preds).tolist(), torch.cat(scores)
+
+
+def allowed_mask(labels: list[str], corpus: str) -> torch.Tensor:
+    classes = set(corpus_classes(corpus))
+    return torch.tensor([lab in classes for lab in labels])
+
+
+def train_head_stage(cfg: HeadStageConfig, progress: bool = True) -> Path:
+    from c2ser.checkpoint import load_model
+
+    torch.manual_seed(cfg.seed)
+    model = load_model(cfg.backbone)
+    processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
+    rows = read_rows(cfg.train_manifest)
+    unknown = sorted({r["emotion"] for r in rows} - set(cfg.labels))
+    if unknown:
+        raise ValueError(f"{cfg.train_manifest}: labels {unknown} are not in the head's label set {cfg.labels}")
+    labels = [cfg.labels.index(r["emotion"]) for r in rows]
+    conds = conditioning(model, processor, rows, cfg.feature_dir, cfg.conditioning, progress)
+    head = build_head(cfg, conds[0].shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "log.jsonl", "w")
+    step = 0
+    for epoch in tqdm(range(cfg.epochs), disable=not progress, desc=f"head[{cfg.kind}]"):
+        head.train()
+        for b in _batches(labels, cfg.batch_size, cfg.balanced, rng, len(cfg.labels)):
+            x, m = pad_conditioning([conds[i] for i in b])
+            loss, stats = head.loss(x, m, torch.tensor([labels[i] for i in b]), generator=gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            log.write(json.dumps({"step": step, "epoch": epoch, **stats}) + "\n")
+    log.close()
+    result = {"steps": step}
+    if cfg.valid_manifest:
+        vrows = read_rows(cfg.valid_manifest)
+        vconds = conditioning(model, processor, vrows, cfg.feature_dir, cfg.conditioning, progress)
+        pred, _ = predict(head, vconds, allowed_mask(cfg.labels, cfg.corpus))
+        result["valid_accuracy"] = sum(cfg.labels[p] == r["emotion"] for p, r in zip(pred, vrows)) / len(vrows)
+        print(f"head[{cfg.kind}] validation accuracy {result['valid_accuracy']:.3f} ({len(vrows)} clips)")
+    final = out / "final"
+    final.mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, final / "head.safetensors")
+    OmegaConf.save(OmegaConf.create({"head_stage": to_dict(cfg), "cond_dim": conds[0].shape[1], "result": result}),
+                   final / "config.yaml")
+    return final
+
+
+def load_head(path: str | Path):
+    """(head, stage config) from a head checkpoint directory."""
+    path = Path(path)
+    if not (path / "head.safetensors").is_file():
+        raise FileNotFoundError(f"{path}: not a head checkpoint (no head.safetensors)")
+    data = OmegaConf.load(path / "config.yaml")
+    cfg = from_dict(HeadStageConfig, OmegaConf.to_container(data["head_stage"]))
+    head = build_head(cfg, int(data["cond_dim"]))
+    head.load_state_dict(load_file(path / "head.safetensors"))
+    return head.eval(), cfg
+
+
+def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_dir: str | None, corpus: str,
+                      steps: int | None = None, progress: bool = True) -> dict:
+    """Label + per-class scores for every clip of ``rows`` not yet in ``writer``; returns the settings."""
+    from c2ser.checkpoint import load_model
+
+    head, cfg = load_head(head_dir)
+    settings = {"head": cfg.kind, "steps": steps or getattr(getattr(cfg, cfg.kind), "steps", 1),
+                "conditioning": cfg.conditioning}
+    todo = [r for r in rows if r["key"] not in writer.done_keys]
+    if not todo:
+        return settings
+    model = load_model(cfg.backbone)
+    processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
+    conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
+    pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps)
+    for r, p, s in zip(todo, pred, scores):
+        writer.write({"key": r["key"], "label": cfg.labels[p], "mode": "gen-ser",
+                      "scores": {lab: round(float(v), 4) for lab, v in zip(cfg.labels, s)},
+                      **{k: r.get(k) for k in ("emotion", "language", "corpus", "split", "speaker")}})
+    return settings
