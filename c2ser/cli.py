@@ -12,6 +12,7 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-tiny": ("c2ser.commands.build_tiny", "build tiny random models (real formats) for demos and tests"),
+    "extract-features": ("c2ser.commands.extract_features", "cache Emotion2Vec-S utterance features for a manifest"),
     "eval": ("c2ser.commands.eval", "evaluate a checkpoint on a manifest: predictions, metrics, report"),
     "score": ("c2ser.commands.score", "score an existing predictions file"),
     "train": ("c2ser.commands.train", "train one stage (explicit CoT, self-distillation, implicit) under accelerate"),

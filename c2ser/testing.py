@@ -185,3 +185,73 @@ def make_toy_corpus(root: str | Path, emotions=("neutral", "happy", "sad", "angr
         out[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
     out["features"] = root / "ssl"
     return out
+
+
+TINY_E2V_CFG = {"embed_dim": 48, "depth": 2, "num_heads": 4, "mlp_ratio": 2.0, "norm_eps": 1e-5,
+                "prenet_depth": 2, "conv_channels": 32}
+
+
+def emotion2vec_model_cfg(embed_dim=768, depth=8, num_heads=12, mlp_ratio=4.0, norm_eps=1e-5, prenet_depth=4,
+                          conv_channels=512) -> dict:
+    """A ``cfg.model`` dict in the official layout (fairseq data2vec_multi / FunASR ``model_conf``)."""
+    spec = f"[({conv_channels}, 10, 5)] + [({conv_channels}, 3, 2)] * 4 + [({conv_channels},2,2)] + [({conv_channels},2,2)]"
+    return {"_name": "data2vec_multi", "embed_dim": embed_dim, "depth": depth, "num_heads": num_heads,
+            "mlp_ratio": mlp_ratio, "norm_eps": norm_eps, "norm_affine": True, "layer_norm_first": False,
+            "modalities": {"audio": {"prenet_depth": prenet_depth, "num_extra_tokens": 10, "use_alibi_encoder": True,
+                                     "learned_alibi_scale": True, "learned_alibi_scale_per_head": True,
+                                     "learned_alibi_scale_per_layer": False, "num_alibi_heads": num_heads,
+                                     "extractor_mode": "layer_norm", "feature_encoder_spec": spec,
+                                     "conv_pos_width": 95, "conv_pos_groups": 16, "conv_pos_depth": 5,
+                                     "conv_pos_pre_ln": False}}}
+
+
+def randomize_emotion2vec(model, seed: int = 0) -> None:
+    """Make a randomly initialised encoder *sensitive*: LN gains 1 ± noise, random biases, extra tokens and
+    ALiBi scales (one negative, to exercise the clamp), attention/MLP weights scaled up."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith("alibi_scale"):
+                p.copy_(0.5 + noise.abs())
+                p.view(-1)[1] = -0.3
+            elif name.endswith("extra_tokens"):
+                p.copy_(noise)
+            elif p.dim() == 1 and ("norm" in name or ".2.1." in name or "project_features.1" in name):
+                p.copy_(1 + 0.2 * noise) if name.endswith("weight") else p.copy_(0.1 * noise)
+            elif p.dim() == 1:
+                p.copy_(0.05 * noise)
+            elif ".attn." in name or ".mlp." in name:
+                p.mul_(2.0)
+
+
+def build_tiny_emotion2vec(path: str | Path, seed: int = 0, fmt: str = "fairseq", **dims) -> Path:
+    """Save a random Emotion2Vec-S with the official key names: fairseq ``checkpoint.pt`` (with decoder keys
+    and a training-style ``cfg``) or a FunASR directory (``model.pt`` + ``config.yaml``)."""
+    from omegaconf import OmegaConf
+
+    from c2ser.encoders.emotion2vec import Emotion2VecConfig, Emotion2VecS
+
+    dims = {**TINY_E2V_CFG, **dims}
+    model_cfg = emotion2vec_model_cfg(**dims)
+    torch.manual_seed(seed)
+    model = Emotion2VecS(Emotion2VecConfig(embed_dim=dims["embed_dim"], depth=dims["depth"],
+                                           prenet_depth=dims["prenet_depth"], num_heads=dims["num_heads"],
+                                           mlp_ratio=dims["mlp_ratio"], conv_channels=dims["conv_channels"]))
+    randomize_emotion2vec(model, seed)
+    sd = dict(model.state_dict())
+    path = Path(path)
+    if fmt == "fairseq":
+        d = dims["embed_dim"]
+        sd["modality_encoders.AUDIO.decoder.proj.weight"] = torch.randn(d, 16)  # pre-training decoder: dropped
+        sd["modality_encoders.AUDIO.decoder.proj.bias"] = torch.zeros(d)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"args": None, "cfg": {"model": model_cfg, "task": {"_name": "audio_pretraining",
+                                                                       "sample_rate": 16000, "normalize": True}},
+                    "model": sd, "criterion": None, "optimizer_history": [], "extra_state": {"epoch": 1}}, path)
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(sd, path / "model.pt")
+    OmegaConf.save(OmegaConf.create({"model": "Emotion2vec", "model_conf": model_cfg,
+                                     "tokenizer": "CharTokenizer"}), path / "config.yaml")
+    return path

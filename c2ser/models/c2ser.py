@@ -139,7 +139,9 @@ class C2SERModel(nn.Module):
     def _speech(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         ssl = batch.get("ssl")
         if ssl is None and self.ssl_encoder is not None and "wavs" in batch:
-            ssl = self.ssl_encoder.utterance_features(batch["wavs"], mode=self.cfg.ssl.mode).to(self.device)
+            # one clip at a time: exactly the vectors `c2ser extract-features` caches
+            ssl = torch.cat([self.ssl_encoder.utterance_features([w], mode=self.cfg.ssl.mode)
+                             for w in batch["wavs"]]).to(self.device)
         return self.encode_speech(batch["mel"], batch["mel_lengths"], ssl)
 
     # ---- training, prefill, generation ------------------------------------------------------------

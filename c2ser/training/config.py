@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 777
     save_every: int = 1250                  # updates between resumable training states
     log_every: int = 10
+    valid_every: int = 1                    # epochs between validations (0 = only at the end)
     keep_states: int = 2
     max_new_tokens: int = 96                # validation decoding
 

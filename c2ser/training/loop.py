@@ -136,7 +136,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                 break
         if not done:
             epoch, consumed = epoch + 1, 0
-            if cfg.data.valid_manifest:
+            if cfg.data.valid_manifest and cfg.valid_every and epoch % cfg.valid_every == 0:
                 validate(cfg, acc, model, processor, step, zero3)
     bar.close()
     if cfg.data.valid_manifest:

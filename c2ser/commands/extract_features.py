@@ -1,0 +1,20 @@
+"""``c2ser extract-features MANIFEST --checkpoint E2V --out-dir DIR [--mode tokens]``: cache Emotion2Vec-S features."""
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("manifest")
+    p.add_argument("--checkpoint", required=True, help="Emotion2Vec-S checkpoint.pt or FunASR model directory")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--mode", default="tokens", choices=["official", "tokens", "mean"])
+    p.add_argument("--batch-size", type=int, default=1, help=">1 is faster; equal to the online path within ~1e-5")
+    p.add_argument("--device", default="cpu")
+
+
+def run(args):
+    from c2ser.data.manifest import read_manifest
+    from c2ser.encoders.emotion2vec import Emotion2VecS
+    from c2ser.features import extract_features
+
+    encoder = Emotion2VecS.from_pretrained(args.checkpoint).to(args.device)
+    extract_features(read_manifest(args.manifest), encoder, args.out_dir, args.mode, args.batch_size)
