@@ -117,14 +117,20 @@ def build_tiny_llm(path: str | Path, seed: int = 0, texts: list[str] | None = No
     return path
 
 
-def build_tiny_models(root: str | Path, seed: int = 0, texts: list[str] | None = None) -> dict[str, Path]:
-    """Build every tiny model the project needs under ``root`` (idempotent: existing ones are kept)."""
+def build_tiny_models(root: str | Path, seed: int = 0, texts: list[str] | None = None,
+                      emotion2vec: bool = False) -> dict[str, Path]:
+    """Build every tiny model the project needs under ``root`` (idempotent: existing ones are kept).
+    ``texts`` extend the tokenizer's training corpus (e.g. a recipe's targets)."""
     root = Path(root)
     out = {"whisper": root / "whisper-tiny-random.pt", "llm": root / "qwen2-tiny-random"}
     if not out["whisper"].is_file():
         build_tiny_whisper(out["whisper"], seed=seed)
     if not (out["llm"] / "config.json").is_file():
         build_tiny_llm(out["llm"], seed=seed, texts=texts)
+    if emotion2vec:
+        out["emotion2vec"] = root / "emotion2vec-tiny-random.pt"
+        if not out["emotion2vec"].is_file():
+            build_tiny_emotion2vec(out["emotion2vec"], seed=seed)
     (root / "models.json").write_text(json.dumps({k: str(v) for k, v in out.items()}, indent=1))
     return out
 

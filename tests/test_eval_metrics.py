@@ -7,7 +7,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from c2ser.evaluation.metrics import ser_metrics
 from c2ser.evaluation.predictions import PredictionWriter, read_predictions
-from c2ser.evaluation.report import parse_style, score_predictions, write_report
+from c2ser.evaluation.report import score_predictions, write_report
 from c2ser.evaluation.stability import stability
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
@@ -42,7 +42,7 @@ def test_casia_scoring_excludes_disgust_and_counts_it_wrong(tmp_path):
     rows = [{"key": "a", "emotion": "angry", "prediction": "This speech is disgusting."},
             {"key": "b", "emotion": "fear", "prediction": "这条语音的情感为害怕"}]
     r = score_predictions(rows, "casia")
-    assert "disgust" not in r["classes"] and r["WA"] == 0.5 and r["unparsed_reasons"] == {"out of set": 1}
+    assert "disgust" not in r["classes"] and r["WA"] == 0.5 and r["unparsed_reasons"] == {"out-of-set": 1}
 
 
 def test_report_files_and_groups(tmp_path):
@@ -53,18 +53,12 @@ def test_report_files_and_groups(tmp_path):
                              "From these cues, the emotion is happy.")
     r = score_predictions(rows, "emo_emilia", group_by="language")
     assert r["groups"]["en"]["WA"] == 1.0 and r["groups"]["zh"]["WA"] == 0.0
-    assert r["style_accuracy"]["pitch_bin"] == pytest.approx(1 / 3)
+    assert r["style_accuracy"]["pitch"] == pytest.approx(1 / 3)
     out = write_report(r, tmp_path / "rep", settings={"preset": "greedy"})
     assert json.loads((out / "results.json").read_text())["decoding"]["preset"] == "greedy"
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| en | 2 | 100.00" in (out / "results.md").read_text()
     assert (out / "confusion.csv").read_text().splitlines()[0].startswith("reference")
-
-
-def test_parse_style_words():
-    assert parse_style("at a fast pace with a low pitch and a loud voice: \"x\". From these cues, the emotion is angry") \
-        == {"pitch_bin": "low", "pace_bin": "high", "volume_bin": "high"}
-    assert parse_style("说话者以缓慢的语速、高昂的语调和轻柔的音量说道：“好”。推测情绪为伤心")["pace_bin"] == "low"
 
 
 def test_prediction_writer_resumes_without_duplicates(tmp_path):

@@ -1,13 +1,20 @@
-"""Free-text answer → canonical emotion, deterministically (EN + ZH).
+"""Free-text answer -> canonical emotion label (English and Chinese), deterministic and explainable.
 
-1. For explicit chain-of-thought answers only the *conclusion* is parsed: the text after the last marker such
-   as "the emotion is", "conveys a … tone", "推测情绪为", "情感为" (the description before it may mention any
-   emotion words). Without a marker the whole answer is parsed.
-2. Synonyms and inflections map to the seven canonical labels (tables below). English matches whole words,
-   so "sadness" counts but "madam" does not; "unhappy" is sad, not happy.
-3. Simple negations drop a mention: "not angry", "isn't happy", "no sign of fear", "不是生气", "没有生气".
-4. Exactly one remaining label → that label. None → unparseable ("no label"); two or more → unparseable
-   ("conflicting: a, b"). Unparseable answers count as wrong and are reported as the hallucination rate.
+How an answer is read:
+
+1. Clause. Explicit chain-of-thought answers describe pitch, pace and content before concluding, and the
+   description may name other emotions. Unless ``explicit=False``, the text after the *last* conclusion marker
+   (``MARKERS``: "推测情绪为", "情感为", "the emotion is", "conveys a", "emotion:" ...) is parsed instead of the
+   whole text; without a marker the whole text is parsed.
+2. Mentions. Every synonym of ``SYNONYMS_EN`` (whole words, case-insensitive, so "madam" is not "mad" and
+   "unhappy" is sad, not happy) and ``SYNONYMS_ZH`` (substrings; the longest overlapping term wins, so "不开心"
+   is sad) is located. A mention preceded by a simple negation ("not", "isn't", "never", "whether" within four words
+   in the same clause; "不/没/没有/不是/并非/无/是否" right before, degree adverbs like "很" skipped) is dropped.
+3. Decision. One distinct label -> that label. Several -> if a marker was used and the first mention starts
+   right after it (``NEAR_MARKER`` characters; "conveys a happy and slightly nervous tone") the first one
+   wins, otherwise the answer is ``conflicting``. None -> ``no label`` (refusals, off-topic text).
+4. Allowed set. With ``allowed`` (a corpus's classes), a label outside it is kept but marked ``out-of-set``
+   (e.g. "disgust" on CASIA), which scoring counts as an error.
 """
 from __future__ import annotations
 
@@ -15,81 +22,132 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-EN_SYNONYMS: dict[str, list[str]] = {
-    "neutral": ["neutral", "neutrality", "calm", "calmly", "calmness", "plain", "emotionless", "indifferent"],
-    "happy": ["happy", "happily", "happiness", "joy", "joyful", "joyous", "cheerful", "cheerfully", "glad",
-              "delighted", "excited", "excitement", "pleased", "elated", "amused"],
-    "sad": ["sad", "sadly", "sadness", "sorrow", "sorrowful", "unhappy", "unhappiness", "upset", "depressed",
-            "gloomy", "melancholy", "grief", "heartbroken", "down"],
-    "angry": ["angry", "angrily", "anger", "furious", "fury", "mad", "annoyed", "irritated", "rage", "enraged",
-              "frustrated", "frustration", "hostile"],
-    "surprise": ["surprise", "surprised", "surprising", "astonished", "astonishment", "amazed", "amazement",
-                 "shocked", "startled"],
-    "fear": ["fear", "fearful", "scared", "afraid", "frightened", "terrified", "anxious", "anxiety", "nervous",
-             "worried", "panic"],
-    "disgust": ["disgust", "disgusted", "disgusting", "disgusts", "revulsion", "repulsed", "contempt", "contemptuous"],
-}
-ZH_SYNONYMS: dict[str, list[str]] = {
-    "neutral": ["中性", "中立", "平静", "平淡", "冷静", "平和"],
-    "happy": ["高兴", "开心", "快乐", "喜悦", "愉快", "兴奋", "欢快", "快活", "欣喜"],
-    "sad": ["伤心", "悲伤", "难过", "悲痛", "沮丧", "失落", "哀伤", "忧伤"],
-    "angry": ["生气", "愤怒", "恼火", "气愤", "发火", "恼怒", "暴躁"],
-    "surprise": ["惊讶", "惊奇", "吃惊", "震惊", "意外", "惊喜"],
-    "fear": ["恐惧", "害怕", "惊恐", "担心", "紧张", "畏惧", "恐慌"],
-    "disgust": ["厌恶", "反感", "恶心", "嫌弃", "讨厌"],
-}
-# Conclusion markers: the answer is parsed from the text after the LAST one found.
-MARKERS = [r"the emotion (?:of (?:this|the) (?:speech|speaker|utterance) )?is", r"emotion(?:al state)? is",
-           r"emotion:", r"conveys? an? ", r"sounds?", r"推测情绪为", r"情感为", r"情绪为", r"情绪是", r"情感是"]
-EN_NEGATION = re.compile(r"(?:\b(?:not|no|never|without|neither|nor|hardly)\b|n't)(?:\s+\w+){0,2}\s*$", re.I)
-ZH_NEGATION = ("不是", "没有", "并非", "不", "无", "非")
+from c2ser.labels import EMOTIONS
 
-_EN_WORDS = {w: lab for lab, ws in EN_SYNONYMS.items() for w in ws}
-_EN_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _EN_WORDS), key=len, reverse=True)) + r")\b", re.I)
-_ZH_WORDS = {w: lab for lab, ws in ZH_SYNONYMS.items() for w in ws}
-_ZH_RE = re.compile("|".join(sorted(map(re.escape, _ZH_WORDS), key=len, reverse=True)))
-_MARKER_RE = re.compile("|".join(MARKERS), re.I)
+# canonical label -> English words (matched as whole words, lower-cased). Inflections are listed explicitly.
+SYNONYMS_EN: dict[str, tuple[str, ...]] = {
+    "neutral": ("neutral", "neutrality", "calm", "calmly", "calmness", "emotionless", "unemotional"),
+    "happy": ("happy", "happily", "happiness", "joy", "joyful", "joyous", "cheerful", "cheerfully", "glad",
+              "excited", "excitement", "delighted", "pleased", "elated"),
+    "sad": ("sad", "sadly", "sadness", "sorrow", "sorrowful", "unhappy", "unhappiness", "depressed", "melancholy",
+            "melancholic", "gloomy", "grief", "heartbroken", "mournful"),
+    "angry": ("angry", "angrily", "anger", "furious", "fury", "mad", "annoyed", "annoyance", "irritated",
+              "rage", "enraged", "irate"),
+    "surprise": ("surprise", "surprised", "astonished", "astonishment", "amazed", "amazement", "shocked"),
+    "fear": ("fear", "fearful", "fearfully", "scared", "afraid", "frightened", "terrified", "terror", "panicked"),
+    "disgust": ("disgust", "disgusted", "disgusting", "disgustful", "repulsed", "revolted"),
+}
+
+# canonical label -> Chinese words (substring match; the longest overlapping term wins).
+SYNONYMS_ZH: dict[str, tuple[str, ...]] = {
+    "neutral": ("中性", "中立", "平静", "平淡", "无明显情绪", "没有明显情绪"),
+    "happy": ("高兴", "开心", "快乐", "喜悦", "愉快", "愉悦", "欢快", "兴奋"),
+    "sad": ("伤心", "悲伤", "难过", "悲哀", "忧伤", "沮丧", "不高兴", "不开心", "不快乐", "不愉快"),
+    "angry": ("生气", "愤怒", "恼火", "气愤", "发火", "恼怒"),
+    "surprise": ("惊讶", "惊奇", "吃惊", "惊喜", "震惊"),
+    "fear": ("恐惧", "害怕", "担心", "惊恐", "恐慌", "畏惧"),
+    "disgust": ("厌恶", "反感", "恶心", "嫌弃", "讨厌"),
+}
+
+# Conclusion markers of explicit answers (regexes, case-insensitive); the text after the last one is parsed.
+MARKERS: tuple[str, ...] = (
+    r"推测情绪为", r"推测情感为", r"情绪为", r"情感为", r"情绪是", r"情感是", r"情绪：", r"情感：",
+    r"\bthe emotion (?:of [^.,;]{0,40})?is\b", r"\bemotion(?:al state)? (?:is|was)\b", r"\bemotion\s*:",
+    r"\bconvey(?:s|ed|ing)?\b(?: an?\b)?",
+)
+NEAR_MARKER = 16  # characters: a first mention this close to the marker is the conclusion
+
+NEGATORS_EN = {"not", "no", "never", "neither", "nor", "without", "hardly", "barely", "nothing", "lacks", "cannot",
+               "whether"}
+NEGATORS_ZH = ("不是", "没有", "并非", "并不", "是否", "不", "没", "非", "无", "毫无")
+DEGREE_ZH = ("非常", "特别", "十分", "那么", "这么", "太", "很", "是", "太过", "一点")
+
+_CLAUSE_BREAK = re.compile(r"[,.;:!?，。；：！？]|\bbut\b|但|而是")
 
 
 @dataclass(frozen=True)
 class ParseResult:
-    label: str | None        # canonical label, or None when unparseable
-    reason: str              # "ok", "no label", "conflicting: a, b", "out of set: x"
+    label: str | None
+    reason: str  # "ok", "ok (first after marker)", "no label", "conflicting: a, b", "out-of-set: x"
 
     @property
-    def ok(self) -> bool:
-        return self.label is not None and self.reason == "ok"
+    def valid(self) -> bool:
+        """True when the answer maps to a label of the allowed set."""
+        return self.label is not None and not self.reason.startswith("out-of-set")
 
 
-def conclusion(text: str) -> str:
-    """The part of an answer after its last conclusion marker (the whole text when there is none)."""
-    last = None
-    for m in _MARKER_RE.finditer(text):
-        last = m
-    return text[last.end():] if last else text
+def _compile_en() -> re.Pattern:
+    words = sorted({w for ws in SYNONYMS_EN.values() for w in ws}, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
 
 
-def _mentions(text: str) -> list[str]:
-    found = []
+_EN_RE = _compile_en()
+_EN_LABEL = {w: lab for lab, ws in SYNONYMS_EN.items() for w in ws}
+_ZH_TERMS = sorted(((w, lab) for lab, ws in SYNONYMS_ZH.items() for w in ws), key=lambda t: -len(t[0]))
+_MARKER_RE = re.compile("|".join(f"(?:{m})" for m in MARKERS), re.IGNORECASE)
+
+
+def _negated_en(before: str) -> bool:
+    clause = _CLAUSE_BREAK.split(before)[-1]
+    tokens = re.findall(r"[a-z']+", clause.lower())[-4:]
+    return any(t in NEGATORS_EN or t.endswith("n't") for t in tokens)
+
+
+def _negated_zh(before: str) -> bool:
+    s = _CLAUSE_BREAK.split(before)[-1]
+    stripped = True
+    while stripped:
+        stripped = False
+        for d in DEGREE_ZH:
+            if s.endswith(d) and not s.endswith(NEGATORS_ZH):
+                s, stripped = s[: -len(d)], True
+    return s.endswith(NEGATORS_ZH)
+
+
+def _mentions(text: str) -> list[tuple[int, str]]:
+    """(start, label) of every non-negated mention, in text order."""
+    found: list[tuple[int, str]] = []
     for m in _EN_RE.finditer(text):
-        if not EN_NEGATION.search(text[max(0, m.start() - 40): m.start()]):
-            found.append(_EN_WORDS[m.group(1).lower()])
-    for m in _ZH_RE.finditer(text):
-        before = text[max(0, m.start() - 3): m.start()]
-        if not any(before.endswith(n) for n in ZH_NEGATION):
-            found.append(_ZH_WORDS[m.group(0)])
-    return found
+        if not _negated_en(text[: m.start()]):
+            found.append((m.start(), _EN_LABEL[m.group(1).lower()]))
+    taken = [False] * len(text)
+    for word, lab in _ZH_TERMS:  # longest first; a shorter term inside a longer match is ignored
+        for m in re.finditer(re.escape(word), text):
+            if any(taken[m.start():m.end()]):
+                continue
+            taken[m.start():m.end()] = [True] * len(word)
+            if not _negated_zh(text[: m.start()]):
+                found.append((m.start(), lab))
+    return sorted(found)
 
 
-def parse_emotion(text: str, allowed: Sequence[str] | None = None) -> ParseResult:
-    """Canonical label of a free-text answer (see the module docstring); ``allowed`` restricts the label set."""
-    labels = _mentions(conclusion(text or ""))
-    distinct = sorted(set(labels), key=labels.index)
-    if not distinct:
+def parse_emotion(text: str, allowed: Sequence[str] | None = None, explicit: bool | None = None) -> ParseResult:
+    """Map a model answer to a canonical label (see the module docstring for the rules).
+
+    ``allowed``: the corpus's classes (``corpus_classes``); None accepts all seven. ``explicit``: None or True
+    read the clause after the last conclusion marker when there is one; False always reads the whole text.
+    """
+    text = text or ""
+    clause, marker_end = text, None
+    if explicit is not False:
+        last = None
+        for last in _MARKER_RE.finditer(text):
+            pass
+        if last is not None:
+            clause, marker_end = text[last.end():], 0
+    found = _mentions(clause)
+    if not found and marker_end is not None:  # marker present but nothing after it: fall back to whole text
+        clause, marker_end, found = text, None, _mentions(text)
+    labels = list(dict.fromkeys(lab for _, lab in found))
+    if not labels:
         return ParseResult(None, "no label")
-    if len(distinct) > 1:
-        return ParseResult(None, "conflicting: " + ", ".join(distinct))
-    label = distinct[0]
+    if len(labels) == 1:
+        label, reason = labels[0], "ok"
+    elif marker_end is not None and found[0][0] - marker_end <= NEAR_MARKER:
+        label, reason = found[0][1], "ok (first after marker)"
+    else:
+        ordered = [e for e in EMOTIONS if e in labels]
+        return ParseResult(None, "conflicting: " + ", ".join(ordered))
     if allowed is not None and label not in allowed:
-        return ParseResult(label, f"out of set: {label}")
-    return ParseResult(label, "ok")
+        return ParseResult(label, f"out-of-set: {label}")
+    return ParseResult(label, reason)

@@ -12,30 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from c2ser.evaluation.metrics import ser_metrics
-from c2ser.evaluation.parse import conclusion, parse_emotion
+from c2ser.evaluation.parse import parse_emotion
+from c2ser.evaluation.style import parse_style
 from c2ser.labels import corpus_classes
-
-# Words the explicit-CoT description uses for the three style bins (EN and ZH).
-STYLE_WORDS = {
-    "pitch_bin": {"low": ["low pitch", "low-pitched", "deep", "低沉", "低"], "medium": ["medium pitch", "normal pitch",
-                  "moderate pitch", "平稳", "中等的语调", "中"], "high": ["high pitch", "high-pitched", "高昂", "高"]},
-    "pace_bin": {"low": ["slow", "缓慢", "慢"], "medium": ["medium pace", "normal pace", "moderate pace", "中等的语速",
-                 "中速"], "high": ["fast", "quick", "快速", "快"]},
-    "volume_bin": {"low": ["quiet", "soft", "low energy", "low volume", "轻柔", "小声"], "medium": ["medium voice",
-                   "medium volume", "normal energy", "moderate", "中等音量", "中等的音量"],
-                   "high": ["loud", "high energy", "high volume", "响亮", "大声"]},
-}
-
-
-def parse_style(text: str) -> dict[str, str | None]:
-    """Style bins stated in the description part of an explicit answer (None when not stated)."""
-    desc = text[: len(text) - len(conclusion(text))] or text
-    out = {}
-    for field, bins in STYLE_WORDS.items():
-        hits = {b for b, words in bins.items() for w in words if re.search(re.escape(w), desc, re.I)}
-        out[field] = hits.pop() if len(hits) == 1 else None
-    return out
-
 
 def score_predictions(rows: list[dict], corpus: str, group_by: str | None = None) -> dict:
     """Metrics overall and per group (``language`` or ``fold``), unparsed examples, style accuracy."""
@@ -46,8 +25,8 @@ def score_predictions(rows: list[dict], corpus: str, group_by: str | None = None
             res = parse_emotion(r["label"], classes)
         else:
             res = parse_emotion(r.get("prediction") or "", classes)
-        preds.append(res.label if res.ok else None)
-        if not res.ok:
+        preds.append(res.label if res.valid else None)
+        if not res.valid:
             reasons[res.reason.split(":")[0]] += 1
     refs = [r["emotion"] for r in rows]
     result = {"corpus": corpus, "classes": classes, **ser_metrics(refs, preds, classes),
@@ -62,9 +41,9 @@ def score_predictions(rows: list[dict], corpus: str, group_by: str | None = None
     styled = [r for r in rows if r.get("style") and r.get("mode", "explicit") == "explicit" and r.get("prediction")]
     if styled:
         acc = {}
-        for field in STYLE_WORDS:
-            pairs = [(r["style"].get(field), parse_style(r["prediction"])[field]) for r in styled
-                     if r["style"].get(field)]
+        for field in ("pitch", "pace", "volume"):
+            pairs = [(r["style"].get(f"{field}_bin"), parse_style(r["prediction"])[field]) for r in styled
+                     if r["style"].get(f"{field}_bin")]
             if pairs:
                 acc[field] = sum(a == b for a, b in pairs) / len(pairs)
         result["style_accuracy"] = acc
