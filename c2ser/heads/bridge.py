@@ -15,6 +15,17 @@ from c2ser.heads.schedules import Schedule
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, D), t (B,)) -> x̂0 (B, D)
 
 
+def exact_step(x_t: Tensor, t: Tensor, s: Tensor, x0_hat: Tensor, x1: Tensor, schedule: Schedule,
+               noise: Tensor | None = None, rho: float = 0.0) -> Tensor:
+    """One step t → s (σ(t) > 0) of the ODE ``dx/dt = μ_t' + (σ'/σ)(x − μ_t)`` with x̂0 frozen, solved exactly;
+    with ``rho`` > 0 and ``noise``, ρ·σ(s) of the deviation is replaced by fresh noise."""
+    sig_s, sig_t = schedule.std(s), schedule.std(t)
+    eps = (x_t - schedule.mu(t, x0_hat, x1)) / sig_t
+    r = rho * sig_s
+    x_s = schedule.mu(s, x0_hat, x1) + torch.sqrt(sig_s ** 2 - r ** 2) * eps
+    return x_s + r * noise if (rho > 0 and noise is not None) else x_s
+
+
 def bridge_sample(denoise: Denoiser, x1: Tensor, schedule: Schedule, steps: int = 1,
                   generator: torch.Generator | None = None, boot_noise: bool = True,
                   rho: float = 0.0) -> Tensor:
@@ -31,13 +42,9 @@ def bridge_sample(denoise: Denoiser, x1: Tensor, schedule: Schedule, steps: int 
     for i in range(steps):
         t, s = grid[i], grid[i + 1]
         x0_hat = denoise(x, t.expand(B))
-        mu_s = schedule.mu(s, x0_hat, x1)
-        sig_s, sig_t = schedule.std(s), schedule.std(t)
         if i == 0:
             z = noise() if boot_noise else torch.zeros_like(x1)
-            x = mu_s + sig_s * z
-            continue
-        eps = (x - schedule.mu(t, x0_hat, x1)) / sig_t
-        r = rho * sig_s
-        x = mu_s + torch.sqrt(sig_s ** 2 - r ** 2) * eps + (r * noise() if rho > 0 else 0.0)
+            x = schedule.mu(s, x0_hat, x1) + schedule.std(s) * z
+        else:
+            x = exact_step(x, t, s, x0_hat, x1, schedule, noise() if rho > 0 else None, rho)
     return x
