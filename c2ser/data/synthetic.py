@@ -36,9 +36,9 @@ class Prosody:
 
 PROSODY: dict[str, Prosody] = {
     "neutral": Prosody(rate=160, pitch=45, range=60, amplitude=100),
-    "happy": Prosody(rate=195, pitch=80, range=180, amplitude=130),
+    "happy": Prosody(rate=185, pitch=85, range=250, amplitude=125),
     "sad": Prosody(rate=100, pitch=15, range=40, amplitude=50),
-    "angry": Prosody(rate=225, pitch=50, range=120, amplitude=200),
+    "angry": Prosody(rate=235, pitch=45, range=60, amplitude=200),
     "surprise": Prosody(rate=165, pitch=92, range=200, amplitude=150),
     "fear": Prosody(rate=210, pitch=75, range=80, amplitude=70, effect=("tremolo", "7", "45")),
     "disgust": Prosody(rate=115, pitch=20, range=100, amplitude=110),
@@ -49,8 +49,11 @@ INTENDED = {e: {"pace_bin": "high" if p.rate >= 185 else "low" if p.rate <= 130 
                 "volume_bin": "high" if p.amplitude >= 140 else "low" if p.amplitude <= 80 else "medium"}
             for e, p in PROSODY.items()}
 
-VOICES = {"en": {"train": ["en-us+m3", "en-us+f2", "en-gb+m1", "en-us+f4"], "test": ["en-gb+f3", "en-us+m7"]},
-          "zh": {"train": ["cmn+m3", "cmn+f2", "cmn+m1"], "test": ["cmn+f4"]}}
+VOICES = {"en": {"train": ["en-us+m1", "en-us+m2", "en-us+m3", "en-us+m4", "en-us+m6", "en-us+f1", "en-us+f2",
+                           "en-us+f5", "en-gb+m5", "en-gb+f4", "en-029+m3", "en-gb-scotland+f2"],
+                 "test": ["en-gb+f3", "en-us+m7"]},
+          "zh": {"train": ["cmn+m1", "cmn+m2", "cmn+m4", "cmn+m6", "cmn+f1", "cmn+f2", "cmn+f5"],
+                 "test": ["cmn+f4", "cmn+m7"]}}
 SENTENCES = {
     "en": ["I will see you tomorrow", "The meeting starts at nine", "Please close the door", "We went to the market",
            "It is raining again today", "My phone is on the table", "The train was late this morning",

@@ -9,7 +9,6 @@ backbone checkpoint, so ``c2ser eval --mode gen-ser --checkpoint <output_dir>/fi
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,22 +18,18 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from c2ser.config import from_dict, to_dict
-from c2ser.heads.ce_head import CEHead, CEHeadConfig
-from c2ser.heads.gen_ser import GenSERConfig, GenSERHead
+from c2ser.heads.balanced import ClassBalancedSampler
+from c2ser.heads.factory import HeadConfig
+from c2ser.heads.factory import build_head as build_from_config
+from c2ser.heads.train_head import collate_features, train_head
 from c2ser.labels import EMOTIONS, corpus_classes
 from c2ser.models.processor import C2SERProcessor, to_device
 from c2ser.training.data import ManifestDataset, collate, identity, read_rows
 from c2ser.training.sampler import DynamicBatchSampler
 
-HEADS = {"gen_ser": GenSERHead, "ce": CEHead}
-
-
 @dataclass
-class HeadStageConfig:
+class HeadStageConfig(HeadConfig):           # kind (gen_ser | ce), gen_ser, ce: see c2ser.heads.factory
     backbone: str = "???"                    # trained C2SER checkpoint directory
-    kind: str = "gen_ser"                    # gen_ser | ce
-    gen_ser: GenSERConfig = field(default_factory=GenSERConfig)
-    ce: CEHeadConfig = field(default_factory=CEHeadConfig)
     labels: list[str] = field(default_factory=lambda: list(EMOTIONS))   # union label set
     conditioning: str = "llm"                # llm | adapter
     train_manifest: str = "???"
@@ -45,19 +40,21 @@ class HeadStageConfig:
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.01
+    warmup: int = 50
+    ema: float | None = None                 # EMA decay of the head's weights (e.g. 0.999), evaluated if set
     balanced: bool = True                    # class-balanced sampling
     seed: int = 777
     output_dir: str = "exp/head"
 
     def __post_init__(self):
-        if self.kind not in HEADS:
-            raise ValueError(f"kind={self.kind!r}: expected one of {sorted(HEADS)}")
+        if self.kind not in ("gen_ser", "ce"):
+            raise ValueError(f"kind={self.kind!r}: expected gen_ser or ce")
         if self.conditioning not in ("llm", "adapter"):
             raise ValueError(f"conditioning={self.conditioning!r}: expected llm or adapter")
 
 
 def build_head(cfg: HeadStageConfig, cond_dim: int):
-    return HEADS[cfg.kind](getattr(cfg, cfg.kind), [list(cfg.labels)], cond_dim=cond_dim)
+    return build_from_config(cfg, list(cfg.labels), cond_dim)
 
 
 @torch.no_grad()
@@ -82,33 +79,12 @@ def conditioning(model, processor: C2SERProcessor, rows: list[dict], feature_dir
     return out
 
 
-def pad_conditioning(conds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    L = max(c.shape[0] for c in conds)
-    x = conds[0].new_zeros(len(conds), L, conds[0].shape[1])
-    mask = torch.zeros(len(conds), L, dtype=torch.bool)
-    for i, c in enumerate(conds):
-        x[i, : c.shape[0]], mask[i, : c.shape[0]] = c, True
-    return x, mask
-
-
-def _batches(labels: list[int], batch_size: int, balanced: bool, rng: random.Random, num_classes: int):
-    n = len(labels)
-    if balanced:  # draw classes uniformly, then a clip of that class
-        by_class = [[i for i, y in enumerate(labels) if y == k] for k in range(num_classes)]
-        by_class = [c for c in by_class if c]
-        order = [rng.choice(rng.choice(by_class)) for _ in range(n)]
-    else:
-        order = list(range(n))
-        rng.shuffle(order)
-    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
-
-
 def predict(head, conds: list[torch.Tensor], allowed: torch.Tensor | None, batch_size: int = 64, steps: int | None = None):
     """(predicted indices, per-class scores) for cached conditioning."""
     head.eval()
     preds, scores = [], []
     for i in range(0, len(conds), batch_size):
-        x, m = pad_conditioning(conds[i: i + batch_size])
+        x, m, _ = collate_features([(c, 0) for c in conds[i: i + batch_size]])
         kw = {"steps": steps} if steps else {}
         p, s = head.predict(x, m, allowed=allowed, **kw)
         preds.append(p)
@@ -134,23 +110,26 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True) -> Path:
     labels = [cfg.labels.index(r["emotion"]) for r in rows]
     conds = conditioning(model, processor, rows, cfg.feature_dir, cfg.conditioning, progress)
     head = build_head(cfg, conds[0].shape[1])
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    items = list(zip(conds, labels))
+    sampler = ClassBalancedSampler(labels, seed=cfg.seed) if cfg.balanced else None
+    batches = []
+    for epoch in range(cfg.epochs):  # the epochs' batch order, fixed by the seed
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+        else:
+            order = torch.randperm(len(items), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        batches += [collate_features([items[i] for i in order[j: j + cfg.batch_size]])
+                    for j in range(0, len(order), cfg.batch_size)]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "log.jsonl", "w")
-    step = 0
-    for epoch in tqdm(range(cfg.epochs), disable=not progress, desc=f"head[{cfg.kind}]"):
-        head.train()
-        for b in _batches(labels, cfg.batch_size, cfg.balanced, rng, len(cfg.labels)):
-            x, m = pad_conditioning([conds[i] for i in b])
-            loss, stats = head.loss(x, m, torch.tensor([labels[i] for i in b]), generator=gen)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            log.write(json.dumps({"step": step, "epoch": epoch, **stats}) + "\n")
-    log.close()
+    trained = train_head(head, batches, steps=len(batches), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                         warmup=cfg.warmup, ema=cfg.ema, seed=cfg.seed)
+    if trained["ema"] is not None:
+        head = trained["ema"].module
+    (out / "log.jsonl").write_text("".join(json.dumps({"step": i + 1, "loss": v}) + "\n"
+                                           for i, v in enumerate(trained["history"])))
+    step = len(batches)
     result = {"steps": step}
     if cfg.valid_manifest:
         vrows = read_rows(cfg.valid_manifest)
