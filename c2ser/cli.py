@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-features": ("c2ser.commands.extract_features", "cache Emotion2Vec-S utterance features for a manifest"),
     "eval": ("c2ser.commands.eval", "evaluate a checkpoint on a manifest: predictions, metrics, report"),
     "results": ("c2ser.commands.results", "collect evaluation results into one Markdown table"),
+    "validate-manifest": ("c2ser.commands.validate_manifest", "check a manifest for missing fields, labels, files"),
     "train-head": ("c2ser.commands.train_head", "train a Gen-SER (or CE baseline) output head on a frozen backbone"),
     "score": ("c2ser.commands.score", "score an existing predictions file"),
     "train": ("c2ser.commands.train", "train one stage (explicit CoT, self-distillation, implicit) under accelerate"),

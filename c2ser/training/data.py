@@ -21,8 +21,9 @@ TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target", "
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:  # MERGE: use c2ser.data.manifest.read_manifest
-        return [json.loads(line) for line in f if line.strip()]
+    from c2ser.data.manifest import read_manifest
+
+    return read_manifest(path)
 
 
 def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:

@@ -1,0 +1,227 @@
+"""Preparation of the public SER corpora into manifests: Emo-Emilia, MELD (from the raw mp4), CASIA.
+
+Every function writes manifests (``c2ser.data.manifest`` format), a ``rejects.jsonl`` with one reason per
+skipped item, prints a summary (kept / rejected / per label), and skips work already done when re-run.
+Keys and splits follow EmoBox where it has them (``meld-dia{D}_utt{U}-{split}``, ``casia-{id}-{speaker}-{emo}``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import soundfile as sf
+from tqdm import tqdm
+
+from c2ser.data.manifest import Rejects, make_row, summary, write_manifest
+from c2ser.labels import canonical
+
+LONG_CLIP_S = 30.0
+
+
+def _duration(path: Path) -> float:
+    info = sf.info(str(path))
+    if info.frames == 0:
+        raise ValueError("zero-length audio")
+    return round(info.frames / info.samplerate, 4)
+
+
+# ---- Emo-Emilia -------------------------------------------------------------------------------------------
+def prepare_emo_emilia(jsonl: str | Path, root: str | Path, out_dir: str | Path) -> list[dict]:
+    """``Emo-Emilia-ALL.jsonl`` + the folder holding the wavs → ``test.jsonl`` (the whole set is a test set)."""
+    root, out = Path(root), Path(out_dir)
+    rejects, rows = Rejects(out / "rejects.jsonl"), []
+    lines = Path(jsonl).read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(tqdm(lines, desc="emo-emilia"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            key, raw = item["index"], item["emotion"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            rejects.add(f"line-{n}", jsonl, f"malformed line ({e.__class__.__name__})")
+            continue
+        try:
+            emotion = canonical("emo_emilia", raw)
+        except KeyError as e:
+            rejects.add(key, jsonl, e.args[0])
+            continue
+        rel = str(item.get("wav", "")).replace("./Emo-Emilia/", "")
+        candidates = [root / "wav" / f"{key}.wav", root / f"{key}.wav", root / rel]
+        wav = next((c for c in candidates if c.is_file()), None)
+        if wav is None:
+            rejects.add(key, candidates[0], "audio file missing")
+            continue
+        try:
+            dur = _duration(wav)
+        except (RuntimeError, ValueError) as e:
+            rejects.add(key, wav, f"unreadable audio ({e})")
+            continue
+        rows.append(make_row(key=key, audio=str(wav), duration=dur, sample_rate=sf.info(str(wav)).samplerate,
+                             emotion=emotion, raw_emotion=raw, text=str(item.get("text", "")).strip(),
+                             language="zh" if key.startswith("ZH") else "en", corpus="emo_emilia", split="test",
+                             speaker=key.split("_")[1] if key.count("_") >= 2 else None))
+    write_manifest(rows, out / "test.jsonl")
+    rejects.write()
+    print(summary(rows, rejects, f"Emo-Emilia → {out}/test.jsonl"))
+    return rows
+
+
+# ---- MELD ---------------------------------------------------------------------------------------------------
+MELD_SPLITS = {"train": ("train_sent_emo.csv", "train_splits"),
+               "valid": ("dev_sent_emo.csv", "dev_splits_complete"),
+               "test": ("test_sent_emo.csv", "output_repeated_splits_test")}
+EMOBOX_SPLIT = {"train": "train", "valid": "dev", "test": "test"}
+
+
+def read_meld_csv(path: Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Rows of a MELD CSV (utf-8, cp1252 fallback) and the malformed lines (line number, reason)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")
+    rows, bad = [], []
+    reader = csv.DictReader(io.StringIO(text))
+    need = {"Utterance", "Emotion", "Dialogue_ID", "Utterance_ID", "Speaker"}
+    if not need <= set(reader.fieldnames or []):
+        raise ValueError(f"{path}: not a MELD CSV (columns {reader.fieldnames})")
+    for r in reader:
+        try:
+            r["Dialogue_ID"], r["Utterance_ID"] = int(r["Dialogue_ID"]), int(r["Utterance_ID"])
+            rows.append(r)
+        except (TypeError, ValueError):
+            bad.append((reader.line_num, "malformed row (dialogue/utterance id)"))
+    return rows, bad
+
+
+def audio_channels(path: Path) -> int:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise ValueError(f"no audio stream ({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'ffprobe failed'})")
+    return int(out.stdout.strip().split(",")[0])
+
+
+def extract_meld_wav(mp4: Path, wav: Path) -> int:
+    """16 kHz mono wav of the dialogue: the centre channel of 5.1 audio, the first channel of stereo
+    (EmoBox's ``channel`` 3 / 1). Returns the 1-indexed channel taken."""
+    channels = audio_channels(mp4)
+    channel = 3 if channels >= 6 else 1
+    tmp = wav.with_suffix(".tmp.wav")
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(mp4), "-vn", "-af",
+                           f"pan=mono|c0=c{channel - 1}", "-ar", "16000", "-c:a", "pcm_s16le", str(tmp)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"ffmpeg failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'})")
+    tmp.replace(wav)
+    return channel
+
+
+def _find(root: Path, name: str) -> Path | None:
+    direct = [root / name, root / "train" / name]
+    return next((p for p in direct if p.exists()), None) or next(iter(sorted(root.rglob(name))), None)
+
+
+def prepare_meld(root: str | Path, out_dir: str | Path, workers: int = 4) -> dict[str, list[dict]]:
+    """MELD.Raw (CSVs + mp4 folders) → ``{train,valid,test}.jsonl`` with 16 kHz mono wavs under ``wav/``."""
+    if shutil.which("ffmpeg") is None:
+        raise FileNotFoundError("ffmpeg is not installed (apt-get install ffmpeg)")
+    root, out = Path(root), Path(out_dir)
+    rejects, result, long_clips = Rejects(out / "rejects.jsonl"), {}, []
+    for split, (csv_name, folder) in MELD_SPLITS.items():
+        csv_path, clip_dir = _find(root, csv_name), _find(root, folder)
+        if csv_path is None:
+            rejects.add(f"meld-{split}", root / csv_name, "CSV not found")
+            result[split] = []
+            continue
+        rows, bad = read_meld_csv(csv_path)
+        for line, reason in bad:
+            rejects.add(f"{csv_name}:{line}", csv_path, reason)
+        (out / "wav" / split).mkdir(parents=True, exist_ok=True)
+
+        def work(r):
+            name = f"dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}"
+            key = f"meld-{name}-{EMOBOX_SPLIT[split]}"
+            try:
+                emotion = canonical("meld", r["Emotion"])
+            except KeyError as e:
+                return key, None, e.args[0]
+            mp4 = (clip_dir or root) / f"{name}.mp4"
+            wav = out / "wav" / split / f"{name}.wav"
+            try:
+                channel = 1
+                if not wav.is_file():
+                    if not mp4.is_file():
+                        return key, None, f"clip missing: {mp4}"
+                    channel = extract_meld_wav(mp4, wav)
+                dur = _duration(wav)
+            except (ValueError, RuntimeError) as e:
+                return key, None, str(e)
+            return key, make_row(key=key, audio=str(wav), duration=dur, sample_rate=16000, channel=None,
+                                 emotion=emotion, raw_emotion=r["Emotion"].strip().lower(), text=r["Utterance"],
+                                 language="en", corpus="meld", split=split, speaker=r["Speaker"]), channel
+
+        kept = []
+        with ThreadPoolExecutor(workers) as pool:
+            for key, row, info in tqdm(pool.map(work, rows), total=len(rows), desc=f"meld {split}"):
+                if row is None:
+                    rejects.add(key, clip_dir or root, info)
+                    continue
+                kept.append(row)
+                if row["duration"] > LONG_CLIP_S:
+                    long_clips.append(f"{key}\t{row['duration']:.1f}")
+        result[split] = kept
+        write_manifest(kept, out / f"{split}.jsonl")
+    rejects.write()
+    (out / "long_clips.tsv").write_text("".join(x + "\n" for x in long_clips))
+    print(summary([r for rs in result.values() for r in rs], rejects, f"MELD → {out}")
+          + f"; {len(long_clips)} clips over {LONG_CLIP_S:g} s listed in {out / 'long_clips.tsv'} "
+            "(the Whisper encoder errors or crops them: model.whisper.long_audio)")
+    return result
+
+
+# ---- CASIA --------------------------------------------------------------------------------------------------
+CASIA_FOLDS = ["wangzhe", "zhaozuoxiang", "liuchanhg", "zhaoquanyin"]   # EmoBox order: fold_k tests speaker k
+
+
+def casia_valid(key: str, percent: int = 10) -> bool:
+    """Deterministic ~10 % validation subset of a fold's training speakers (by a hash of the key)."""
+    return zlib.crc32(key.encode()) % 100 < percent
+
+
+def prepare_casia(root: str | Path, out_dir: str | Path) -> list[dict]:
+    """``speaker/emotion/id.wav`` → ``all.jsonl`` (zero-shot test) and ``fold_{1..4}/{train,valid,test}.jsonl``
+    (leave one speaker out, EmoBox order; valid = a fixed ~10 % of the training speakers' clips)."""
+    root, out = Path(root), Path(out_dir)
+    rejects, rows = Rejects(out / "rejects.jsonl"), []
+    for wav in tqdm(sorted(root.glob("*/*/*.wav")), desc="casia"):
+        speaker, emo, cid = wav.parent.parent.name, wav.parent.name, wav.stem
+        key = f"casia-{cid}-{speaker}-{emo}"
+        try:
+            emotion = canonical("casia", emo)
+            dur = _duration(wav)
+        except KeyError as e:
+            rejects.add(key, wav, e.args[0])
+            continue
+        except (RuntimeError, ValueError) as e:
+            rejects.add(key, wav, f"unreadable audio ({e})")
+            continue
+        rows.append(make_row(key=key, audio=str(wav), duration=dur, sample_rate=16000, channel=1, emotion=emotion,
+                             raw_emotion=emo, text="", language="zh", corpus="casia", split="test", speaker=speaker))
+    write_manifest(rows, out / "all.jsonl")
+    for k, test_spk in enumerate(CASIA_FOLDS, 1):
+        test = [dict(r, split=f"fold_{k}") for r in rows if r["speaker"] == test_spk]
+        rest = [r for r in rows if r["speaker"] != test_spk]
+        write_manifest(test, out / f"fold_{k}" / "test.jsonl")
+        write_manifest([dict(r, split="valid") for r in rest if casia_valid(r["key"])], out / f"fold_{k}" / "valid.jsonl")
+        write_manifest([dict(r, split="train") for r in rest if not casia_valid(r["key"])], out / f"fold_{k}" / "train.jsonl")
+    rejects.write()
+    print(summary(rows, rejects, f"CASIA → {out}/all.jsonl + 4 folds"))
+    return rows
