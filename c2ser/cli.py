@@ -12,6 +12,9 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-tiny": ("c2ser.commands.build_tiny", "build tiny random models (real formats) for demos and tests"),
+    "predict": ("c2ser.commands.predict", "emotion of audio files (implicit, explicit or gen-ser)"),
+    "chat": ("c2ser.commands.chat", "interactive multi-turn chat about a clip"),
+    "web": ("c2ser.commands.web", "local gradio web demo (127.0.0.1)"),
 }
 
 
