@@ -51,6 +51,8 @@ def run(args) -> int:
             elif cmd.startswith("/"):
                 print(HELP)
             else:
+                if chat.speech is None:
+                    raise ValueError("no audio loaded: use /load PATH first")
                 _say("c2ser> ")
                 chat.ask(line, stream_callback=_say)
                 _say("\n")
