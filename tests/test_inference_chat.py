@@ -80,5 +80,4 @@ def test_cli_scripted_conversation(setup):
     chat = ChatSession(model, proc, "implicit", max_new_tokens=8, ssl_features=feats)
     chat.load_audio(str(clips[0]))
     expected = chat.ask("")
-    answer_line = [x for x in r.stdout.splitlines() if x.startswith("you> c2ser> ")][0]
-    assert answer_line[len("you> c2ser> "):].strip() == expected
+    assert expected and expected in r.stdout.split("mode implicit")[1]

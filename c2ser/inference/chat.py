@@ -101,4 +101,8 @@ class ChatSession:
                     shown = text
             nxt_emb = self.model.embed_ids(torch.tensor([[nxt]], device=embeds.device))
             out = llm(inputs_embeds=nxt_emb, past_key_values=out.past_key_values, use_cache=True)
+        if callback is not None:  # flush a trailing incomplete multi-byte piece
+            text = tok.decode(ids, skip_special_tokens=True)
+            if len(text) > len(shown):
+                callback(text[len(shown):])
         return torch.tensor(ids, dtype=torch.long, device=embeds.device)
