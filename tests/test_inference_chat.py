@@ -80,4 +80,4 @@ def test_cli_scripted_conversation(setup):
     chat = ChatSession(model, proc, "implicit", max_new_tokens=8, ssl_features=feats)
     chat.load_audio(str(clips[0]))
     expected = chat.ask("")
-    assert expected and expected in r.stdout.split("mode implicit")[1]
+    assert expected and expected in r.stdout.split("mode implicit (used")[1]
