@@ -27,6 +27,7 @@ class ChatSession:
         self.model, self.processor = model, processor
         self.max_new_tokens, self.max_context, self.ssl_features = max_new_tokens, max_context, ssl_features
         self.set_mode(mode)
+        self.eos_id = model.tokenizer.eos_token_id  # decoding stops here
         self.speech = None      # (S, H) cached speech embeddings of the loaded clip
         self.path = None
         self.turns: list[tuple[torch.Tensor, torch.Tensor]] = []  # (question ids, answer ids)
@@ -86,7 +87,7 @@ class ChatSession:
         return self.model.tokenizer.decode(answer, skip_special_tokens=True).strip()
 
     def _greedy(self, embeds: torch.Tensor, callback) -> torch.Tensor:
-        llm, tok, eos = self.model.llm, self.model.tokenizer, self.model.tokenizer.eos_token_id
+        llm, tok, eos = self.model.llm, self.model.tokenizer, self.eos_id
         out = llm(inputs_embeds=embeds, use_cache=True)
         ids, shown = [], ""
         for _ in range(self.max_new_tokens):
