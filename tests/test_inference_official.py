@@ -121,3 +121,30 @@ def test_not_a_state_dict(tmp_path, tiny_models):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="not a state dict"):
         load_official(tmp_path / "list.pt", _tiny_cfg(tiny_models))
+
+
+def test_parity_decoding_is_reproducible_with_the_seed(setup):
+    from c2ser.inference.official import PARITY_DECODING, PARITY_SEED
+    keys, ref, sd, path, models = setup
+    proc = C2SERProcessor(ref.tokenizer)
+    batch = proc.collate([dict(wav=torch.randn(16000).numpy() * 0.1, ssl=torch.randn(10, 48), prompt="emotion:")])
+    kw = dict(PARITY_DECODING, max_new_tokens=6)
+    assert kw["num_beams"] == 4 and kw["do_sample"] and kw["repetition_penalty"] == 1.05
+    torch.manual_seed(PARITY_SEED)
+    a = ref.generate(batch, **kw)
+    torch.manual_seed(PARITY_SEED)
+    assert ref.generate(batch, **kw) == a
+
+
+def test_official_loading_needs_the_qwen2_dir(setup):
+    from c2ser.inference.loading import load_for_inference
+    with pytest.raises(ValueError, match="--qwen2-dir"):
+        load_for_inference(f"official:{setup[3]}")
+
+
+def test_official_config_matches_the_release():
+    from c2ser.inference.official import official_model_config
+    cfg = official_model_config("/models/Qwen2-7B")
+    assert (cfg.lora.r, cfg.lora.alpha) == (8, 32) and "up_proj" not in cfg.lora.target_modules
+    assert cfg.ssl.mode == "official" and (cfg.adapter.num_blocks, cfg.adapter.ffn) == (4, 2560)
+    assert cfg.llm.name_or_path == "/models/Qwen2-7B" and cfg.whisper.name_or_path == "medium"
