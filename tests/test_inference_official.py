@@ -148,3 +148,25 @@ def test_official_config_matches_the_release():
     assert (cfg.lora.r, cfg.lora.alpha) == (8, 32) and "up_proj" not in cfg.lora.target_modules
     assert cfg.ssl.mode == "official" and (cfg.adapter.num_blocks, cfg.adapter.ffn) == (4, 2560)
     assert cfg.llm.name_or_path == "/models/Qwen2-7B" and cfg.whisper.name_or_path == "medium"
+
+
+def test_predict_cli_with_the_official_file(setup, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+    keys, ref, sd, path, models = setup
+    wav = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", wav, 16000)
+    np.save(tmp_path / "a.npy", np.ones((10, 48), np.float32))
+    over = [f"whisper.name_or_path={models['whisper']}", "llm.dtype=float32", "ssl.dim=48", "adapter.num_blocks=2",
+            "adapter.ffn=128", "lora.r=4", "lora.alpha=8"]
+    r = subprocess.run([sys.executable, "-m", "c2ser.cli", "predict", str(tmp_path / "a.wav"), "--checkpoint",
+                        "official", "--official-path", str(path), "--qwen2-dir", str(models["llm"]), "--json",
+                        "--ssl-features", str(tmp_path), "--max-new-tokens", "6", *[a for o in over for a in ("--set", o)]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    batch = C2SERProcessor(ref.tokenizer).collate([dict(wav=wav, ssl=np.ones((10, 48), np.float32),
+                                                        prompt=__import__("c2ser.prompts").prompts.IMPLICIT_PROMPT)])
+    assert json.loads(r.stdout)["text"] == ref.generate(batch, max_new_tokens=6)[0]

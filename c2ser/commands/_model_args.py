@@ -13,7 +13,8 @@ def add_model_arguments(p) -> None:
     p.add_argument("--decoding", choices=("greedy", "parity"), default="greedy",
                    help="parity = the official release's beam-sample settings with a fixed seed")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override (repeatable), e.g. --set llm.dtype=float32")
 
 
 def load_from_args(args):
