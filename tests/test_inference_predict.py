@@ -70,3 +70,32 @@ def test_cli_batch_with_a_bad_file(setup):
     assert rows[0]["text"] == _single(model, proc, clips[0], feats)
     errors = [x for x in r.stderr.splitlines() if "error" in x]
     assert len(errors) == 1 and str(bad) in errors[0] and "2/3 files predicted" in r.stderr
+
+
+class _StandInHead(torch.nn.Module):
+    """Same call contract as c2ser.heads.CEHead.predict (a linear probe on the mean prefix state)."""
+    def __init__(self, dim, classes):
+        super().__init__()
+        self.label_sets = [list(classes)]
+        self.lin = torch.nn.Linear(dim, len(classes))
+
+    def predict(self, cond, cond_mask):
+        m = cond_mask.unsqueeze(-1).float()
+        p = self.lin((cond * m).sum(1) / m.sum(1)).softmax(-1)
+        return p.argmax(-1), p
+
+
+def test_gen_ser_mode_with_a_head(setup, monkeypatch):
+    import c2ser.inference.predict as pred
+    model, proc, _, feats, clips, root = setup
+    torch.manual_seed(0)
+    head = _StandInHead(model.llm.config.hidden_size, ["neutral", "happy", "sad", "angry"])
+    monkeypatch.setattr(pred, "load_head", lambda d: head)
+    out = predict_files(model, proc, [str(c) for c in clips], "gen-ser", batch_size=2, ssl_features=feats)
+    for p, c in zip(out, clips):
+        one = proc.collate([dict(wav=__import__("c2ser.audio").audio.load_audio(str(c)),
+                                 ssl=np.load(feats / f"{c.stem}.npy"), prompt="emotion:")])
+        h, m = model.prefix_hidden_states(one)
+        _, ref = head.predict(h, m)
+        assert list(p.scores) == head.label_sets[0] and p.emotion == max(p.scores, key=p.scores.get)
+        assert np.allclose(list(p.scores.values()), ref[0].detach().numpy(), atol=1e-5)

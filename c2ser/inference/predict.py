@@ -96,18 +96,25 @@ def label_word_scores(model, processor, item: dict, classes=EMOTIONS) -> dict[st
 
 # ---- Gen-SER head adapter (the only place that touches c2ser.heads) ------------------------------------------
 def load_head(head_dir: str | Path | None):
+    """The checkpoint's ``head/`` via ``c2ser.heads.load_head(dir)`` (owned by the Gen-SER part)."""
     if head_dir is None or not Path(head_dir).is_dir():
         raise ValueError(f"gen-ser mode needs a checkpoint with a trained head (no head/ directory at {head_dir})")
     try:
-        import c2ser.heads as heads
+        from c2ser.heads import load_head as _load
     except ImportError:
-        raise ValueError("gen-ser mode: the Gen-SER head package (c2ser.heads) is not installed") from None
-    return heads.load_head(head_dir)
+        raise ValueError("gen-ser mode: c2ser.heads.load_head is not available in this install") from None
+    return _load(head_dir).eval()
 
 
+@torch.no_grad()
 def head_scores(head, model, batch: dict) -> list[dict[str, float]]:
-    """Per-clip class probabilities from a head conditioned on the LLM prefix hidden states."""
+    """Per-clip class probabilities from a head conditioned on the LLM prefix hidden states.
+
+    Heads follow ``c2ser.heads``: ``GenSERHead.sample(cond, cond_mask)`` / ``CEHead.predict(cond, cond_mask)`` →
+    ``(pred_index (B,), scores (B, K))`` for one slot; class names in ``head.label_sets[0]``.
+    """
     hidden, mask = model.prefix_hidden_states(batch)
-    probs = head.predict_proba(hidden, mask)
-    classes = getattr(head, "classes", EMOTIONS)
-    return [{c: float(p) for c, p in zip(classes, row)} for row in probs]
+    run = head.sample if hasattr(head, "sample") else head.predict
+    _, scores = run(hidden.float(), mask)
+    classes = head.label_sets[0]
+    return [{c: float(p) for c, p in zip(classes, row)} for row in scores]
