@@ -3,12 +3,14 @@
 The backbone is frozen: its conditioning for every clip — LLM last-layer hidden states over
 ``[prompt "emotion:"][BOS S W EOS]`` (prefill only, no decoding), or the projected adapter output
 (``conditioning: adapter``, encoder-only control) — is computed once and cached in memory, then the head
-trains on it. The stage writes ``<output_dir>/final/{head.safetensors, config.yaml}``; the config names the
-backbone checkpoint, so ``c2ser eval --mode gen-ser --checkpoint <output_dir>/final`` finds everything.
+trains on it. The stage writes ``<output_dir>/final``: a copy of the backbone checkpoint plus ``head/``
+(``head.safetensors``, ``config.yaml``), so ``c2ser eval|predict|web --mode gen-ser --checkpoint <output_dir>/final``
+find everything in one place.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,16 +140,20 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True) -> Path:
         result["valid_accuracy"] = sum(cfg.labels[p] == r["emotion"] for p, r in zip(pred, vrows)) / len(vrows)
         print(f"head[{cfg.kind}] validation accuracy {result['valid_accuracy']:.3f} ({len(vrows)} clips)")
     final = out / "final"
-    final.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, final / "head.safetensors")
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(cfg.backbone, final)
+    (final / "head").mkdir()
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, final / "head" / "head.safetensors")
     OmegaConf.save(OmegaConf.create({"head_stage": to_dict(cfg), "cond_dim": conds[0].shape[1], "result": result}),
-                   final / "config.yaml")
+                   final / "head" / "config.yaml")
     return final
 
 
 def load_head(path: str | Path):
-    """(head, stage config) from a head checkpoint directory."""
+    """(head, stage config) from a checkpoint with a ``head/`` directory (or that directory itself)."""
     path = Path(path)
+    if (path / "head").is_dir():
+        path = path / "head"
     if not (path / "head.safetensors").is_file():
         raise FileNotFoundError(f"{path}: not a head checkpoint (no head.safetensors)")
     data = OmegaConf.load(path / "config.yaml")
@@ -168,7 +174,7 @@ def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_di
     todo = [r for r in rows if r["key"] not in writer.done_keys]
     if not todo:
         return settings
-    model = load_model(cfg.backbone)
+    model = load_model(head_dir)  # the head checkpoint carries its backbone
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
     conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
     pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps)

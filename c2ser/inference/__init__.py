@@ -1,0 +1,1 @@
+"""Inference: loading checkpoints (ours and the official release), prediction, chat, the web demo."""

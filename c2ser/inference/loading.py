@@ -1,0 +1,69 @@
+"""Loads a model for inference from our checkpoint directory or the official ``C2SER_llm.pt``, and turns audio
+files into model items (waveform + optional precomputed Emotion2Vec-S features).
+
+``checkpoint`` is either a c2ser checkpoint directory (``exp/stage2/...``) or ``official:<path/to/C2SER_llm.pt>``
+(then ``qwen2_dir`` names the local Qwen2-7B directory; Whisper dims are Whisper-medium's).
+SSL features: online with ``ssl_checkpoint`` (Emotion2Vec-S), or ``<ssl_features>/<stem>.npy`` per file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c2ser.audio import load_audio
+from c2ser.models.processor import C2SERProcessor
+
+
+def load_for_inference(checkpoint: str, ssl_checkpoint: str | None = None, device: str = "cpu",
+                       overrides: list[str] | tuple = (), qwen2_dir: str | None = None):
+    """Return ``(model, processor)`` in eval mode on ``device``."""
+    overrides = list(overrides)
+    if ssl_checkpoint:
+        overrides.append(f"ssl.checkpoint={ssl_checkpoint}")
+    if checkpoint.startswith("official:"):
+        from c2ser.inference.official import load_official, official_model_config
+
+        if not qwen2_dir:
+            raise ValueError("official checkpoint: give the local Qwen2-7B directory (--qwen2-dir)")
+        cfg = official_model_config(qwen2_dir, ssl_checkpoint=ssl_checkpoint)
+        if overrides:
+            from omegaconf import OmegaConf
+
+            from c2ser.config import from_dict, to_dict
+            from c2ser.models.config import ModelConfig
+            data = OmegaConf.merge(OmegaConf.create(to_dict(cfg)), OmegaConf.from_dotlist(overrides))
+            cfg = from_dict(ModelConfig, OmegaConf.to_container(data))
+        model = load_official(checkpoint[len("official:"):], cfg)
+    else:
+        from c2ser.checkpoint import load_model
+
+        model = load_model(checkpoint, overrides)
+    model = model.to(device).eval()
+    return model, C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
+
+
+def needs_ssl_features(model) -> bool:
+    """True when the model uses SSL tokens but cannot compute them itself."""
+    return model.cfg.ssl.enabled and model.ssl_encoder is None
+
+
+def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) -> dict:
+    """Read one file into an item for :meth:`C2SERProcessor.collate` (no prompt); one-line errors naming the file."""
+    path = Path(path)
+    wav = load_audio(str(path))
+    item = {"wav": wav, "key": str(path)}
+    if needs_ssl_features(model):
+        if ssl_features is None:
+            raise ValueError(f"{path}: this model needs Emotion2Vec-S features: pass --ssl-checkpoint "
+                             "(computed online) or --ssl-features DIR (<DIR>/<file stem>.npy)")
+        f = Path(ssl_features) / f"{path.stem}.npy"
+        if not f.is_file():
+            raise FileNotFoundError(f"{path}: no SSL features at {f}")
+        ssl = np.load(f).astype(np.float32)
+        if ssl.shape != (model.cfg.ssl.num_tokens, model.cfg.ssl.dim):
+            raise ValueError(f"{f}: SSL features of shape {ssl.shape}, expected "
+                             f"({model.cfg.ssl.num_tokens}, {model.cfg.ssl.dim})")
+        item["ssl"] = torch.from_numpy(ssl)
+    return item
