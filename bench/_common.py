@@ -36,3 +36,28 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def build_c2ser(size: str, device: str, tmp, trainable: str | None = None):
+    """A C2SER model for a benchmark: tiny (the tiny models, fp32) or full (Whisper-medium + Qwen2-7B
+    architecture with random weights in bf16, LoRA r 8; nothing can be downloaded, so weights are random)."""
+    from pathlib import Path
+
+    from c2ser.models.build import build_model, load_tokenizer
+    from c2ser.testing import build_tiny_models, tiny_model_config
+
+    models = build_tiny_models(Path(tmp))
+    if size == "tiny":
+        return build_model(tiny_model_config(models, trainable=trainable or "full")).to(device)
+    from transformers import AutoModelForCausalLM
+
+    from c2ser.models.config import ModelConfig
+    from c2ser.models.whisper_encoder import WhisperDims, WhisperEncoder
+    from c2ser.testing import qwen2_7b_config
+
+    cfg = ModelConfig(trainable=trainable or "adapter_encoder_lora")
+    with torch.device(device):
+        llm = AutoModelForCausalLM.from_config(qwen2_7b_config(), dtype=torch.bfloat16)
+        whisper = WhisperEncoder(WhisperDims(), gradient_checkpointing=True)
+    llm.gradient_checkpointing_enable()
+    return build_model(cfg, llm=llm, tokenizer=load_tokenizer(tiny_model_config(models).llm), whisper=whisper).to(device)

