@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1 DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false
 stage=0; stop_stage=9
 exp=exp/tiny
 emotions=neutral,happy,sad,angry
-per_class=80
+per_class=100
 . recipes/parse_options.sh
 
 conf=recipes/tiny/conf
