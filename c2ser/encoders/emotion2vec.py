@@ -207,9 +207,12 @@ class Emotion2VecS(nn.Module):
         keys_valid = torch.cat([torch.ones(B, E, dtype=torch.bool, device=x.device), valid], 1)
         pad_bias = torch.zeros(B, 1, 1, E + T, device=x.device).masked_fill(~keys_valid[:, None, None, :], -math.inf)
         x = enc.context_encoder.norm(x)
-        for i, block in enumerate(list(enc.context_encoder.blocks) + list(self.blocks)):
-            scale = enc.alibi_scale[i if cfg.alibi_per_layer else 0].clamp(min=0)   # (1, H, 1, 1)
-            bias = F.pad(base[None] * scale, (E, 0, E, 0)) + pad_bias
+        blocks = list(enc.context_encoder.blocks) + list(self.blocks)
+        bias = None
+        for i, block in enumerate(blocks):
+            if bias is None or cfg.alibi_per_layer:  # one bias for all blocks unless scales are per layer
+                scale = enc.alibi_scale[i if cfg.alibi_per_layer else 0].clamp(min=0)   # (1, H, 1, 1)
+                bias = F.pad(base[None] * scale, (E, 0, E, 0)) + pad_bias
             x = block(x, bias)
         return x[:, E:], frame_lengths, x[:, :E]
 
