@@ -36,7 +36,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   echo "stage 1: Emotion2Vec-S utterance features (eval mode, cached one .npy per clip)"
-  for m in $data/*/*.jsonl; do
+  for m in $data/meld/{train,valid,test}.jsonl $data/emo_emilia/test.jsonl $data/casia/all.jsonl; do
     c2ser extract-features $m --checkpoint $emotion2vec --out-dir $feats --mode tokens
   done
 fi
@@ -80,8 +80,9 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "stage 6: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
-  for head in gen_ser ce; do
-    $launch train-head --config $conf/head.yaml head.kind=$head backbone=$exp/stage2/final $common \
+  for head in gen_ser ce; do   # the backbone is frozen: one process, conditioning cached once
+    c2ser train-head --config $conf/head.yaml kind=$head backbone=$exp/stage2/final \
+      train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
       output_dir=$exp/head_$head
   done
 fi
