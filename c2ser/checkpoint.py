@@ -57,10 +57,17 @@ def save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | None
     tmp.mkdir(parents=True)
     st = trained_state(model, state_dict)
     save_file({k: v.detach().contiguous().cpu() for k, v in st["model"].items()}, tmp / "model.safetensors")
-    if st["lora"]:
+    if st["lora"]:  # a standard peft adapter directory (PeftModel.from_pretrained(base, "lora/") reads it)
+        import json
+
         (tmp / "lora").mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in st["lora"].items()},
+        prefix = "base_model.model."
+        save_file({k.replace(".default.", "."): v.detach().contiguous().cpu() for k, v in st["lora"].items()},
                   tmp / "lora" / "adapter_model.safetensors")
+        peft_cfg = model.llm.peft_config["default"].to_dict()
+        peft_cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in peft_cfg.items()}
+        (tmp / "lora" / "adapter_config.json").write_text(json.dumps(peft_cfg, indent=1, default=str))
+        assert all(k.startswith(prefix) for k in st["lora"]), "unexpected LoRA key layout"
     if st["llm"]:
         (tmp / "llm").mkdir()
         save_file({k: v.detach().contiguous().cpu() for k, v in st["llm"].items()}, tmp / "llm" / "model.safetensors")
@@ -102,7 +109,8 @@ def load_weights(model: C2SERModel, path: str | Path) -> None:
     for sub, prefix in (("lora", "llm."), ("llm", "llm.")):
         f = path / sub / ("adapter_model.safetensors" if sub == "lora" else "model.safetensors")
         if f.is_file():
-            extra = {prefix + k: v for k, v in load_file(f).items()}
+            extra = {prefix + (k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
+                               if sub == "lora" else k): v for k, v in load_file(f).items()}
             unknown = [k for k in extra if k not in own]
             if unknown:
                 raise ValueError(f"{f}: keys not in the model, e.g. {unknown[:3]}")

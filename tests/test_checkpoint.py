@@ -24,6 +24,15 @@ def test_save_then_load_gives_the_same_model(tiny_models, tmp_path):
     lora = load_file(ckpt / "lora" / "adapter_model.safetensors")
     assert lora and all("lora_" in k for k in lora)
     again = load_model(ckpt)
+    # the LoRA directory is a standard peft adapter: peft loads it onto the base LLM by itself
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_models["llm"]))
+    peft_llm = PeftModel.from_pretrained(base, str(ckpt / "lora"))
+    for name, p in peft_llm.named_parameters():
+        if "lora_B" in name:
+            assert torch.equal(p, dict(m.llm.named_parameters())[name])
     proc = C2SERProcessor(m.tokenizer)
     rng = np.random.default_rng(0)
     batch = proc.collate([dict(wav=rng.standard_normal(16000).astype(np.float32), ssl=np.ones((10, 48), np.float32),
