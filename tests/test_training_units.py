@@ -6,7 +6,7 @@ import torch
 
 from c2ser.training.sampler import DynamicBatchSampler
 from c2ser.training.schedules import batch_task, explicit_probability, lr_factor
-from c2ser.training.specaug import spec_augment
+from c2ser.training.specaug import spec_augment, spec_sub
 
 
 def _lengths(n=300, seed=0):
@@ -85,3 +85,11 @@ def test_spec_augment_masks_time_and_frequency_deterministically():
     zero_cols = (a == 0).all(0).sum().item()
     zero_rows = (a == 0).all(1).sum().item()
     assert 1 <= zero_cols <= 100 and 1 <= zero_rows <= 20
+
+
+def test_spec_sub_copies_earlier_frames():
+    mel = torch.arange(400, dtype=torch.float32).repeat(80, 1)  # each frame holds its own index
+    out = spec_sub(mel, torch.Generator().manual_seed(1))
+    changed = (out != mel).any(0).nonzero().flatten().tolist()
+    assert changed and torch.equal(spec_sub(mel, torch.Generator().manual_seed(1)), out)
+    assert all(out[0, t] < t for t in changed)  # replaced by content from earlier positions

@@ -14,7 +14,7 @@ import torch
 from c2ser.audio import load_audio
 from c2ser.models.processor import C2SERProcessor
 from c2ser.prompts import EXPLICIT_PROMPT, GEN_SER_PROMPT, IMPLICIT_PROMPT
-from c2ser.training.specaug import spec_augment
+from c2ser.training.specaug import spec_augment, spec_sub
 
 PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT, "gen-ser": GEN_SER_PROMPT}
 TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target", "gen-ser": None}
@@ -59,7 +59,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         mel = self.processor.mel(wav, name=r["audio"])
         if self.spec_augment:
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
-            mel = spec_augment(mel, gen)
+            mel = spec_sub(spec_augment(mel, gen), gen)
         item = {"key": r["key"], "index": i, "mel": mel, "emotion": r.get("emotion")}
         if self.ssl_enabled and self.feature_dir:
             item["ssl"] = load_ssl(self.feature_dir, r["key"])
