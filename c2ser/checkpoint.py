@@ -24,6 +24,25 @@ from c2ser.models.c2ser import C2SERModel
 from c2ser.models.config import TRAINABLE_POLICIES, ModelConfig
 
 _LINK_PREFIXES = ("downsampler.", "adapter.", "projection.", "speech_markers.")
+_PATH_KEYS = (("whisper", "name_or_path"), ("llm", "name_or_path"), ("ssl", "checkpoint"))
+
+
+def _absolute_paths(model_cfg: dict) -> dict:
+    """Local model paths made absolute, so a checkpoint loads from any working directory (names/hub ids kept)."""
+    for section, key in _PATH_KEYS:
+        value = model_cfg[section][key]
+        if value and Path(value).expanduser().exists():
+            model_cfg[section][key] = str(Path(value).expanduser().resolve())
+    return model_cfg
+
+
+def _resolve_paths(model_cfg: dict, checkpoint_dir: Path) -> dict:
+    """Relative model paths are taken relative to the checkpoint directory when they exist there."""
+    for section, key in _PATH_KEYS:
+        value = model_cfg[section][key]
+        if value and not Path(value).is_absolute() and (checkpoint_dir / value).exists():
+            model_cfg[section][key] = str((checkpoint_dir / value).resolve())
+    return model_cfg
 
 
 def _saved_prefixes(policy: str) -> tuple[str, ...]:
@@ -71,7 +90,8 @@ def save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | None
     if st["llm"]:
         (tmp / "llm").mkdir()
         save_file({k: v.detach().contiguous().cpu() for k, v in st["llm"].items()}, tmp / "llm" / "model.safetensors")
-    OmegaConf.save(OmegaConf.create({"model": to_dict(model.cfg), **(extra_config or {})}), tmp / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"model": _absolute_paths(to_dict(model.cfg)), **(extra_config or {})}),
+                   tmp / "config.yaml")
     if path.exists():
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +113,7 @@ def load_model_config(path: str | Path, overrides: list[str] | tuple = ()) -> Mo
         raise ValueError(f"{cfg_file}: no 'model' section")
     if overrides:
         data = OmegaConf.merge(data, OmegaConf.from_dotlist(list(overrides)))
-    return from_dict(ModelConfig, OmegaConf.to_container(data))
+    return from_dict(ModelConfig, _resolve_paths(OmegaConf.to_container(data), path))
 
 
 def load_weights(model: C2SERModel, path: str | Path) -> None:

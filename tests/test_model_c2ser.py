@@ -138,3 +138,64 @@ def test_full_size_model_on_meta_matches_the_spec_parameter_counts():
     assert c["adapter"] == 9_440_256 + 43_969_536 - 5_120_000 + 3_673_600 + 2 * 3584
     assert c["trainable"] == c["encoder"] + c["adapter"] + c["lora"]
     assert c["total"] == c["trainable"] + c["llm"]
+
+
+def test_whole_model_in_bf16_takes_fp32_speech_inputs(tiny_models, tmp_path):
+    """DeepSpeed bf16 casts every module (Whisper, adapter, online Emotion2Vec-S, LLM); log-mels and waveforms
+    stay fp32. The speech path follows the encoder's dtype: loss and decoding run, close to the fp32 model."""
+    from c2ser.testing import build_tiny_emotion2vec
+
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
+    cfg = tiny_model_config(tiny_models)
+    cfg.ssl.checkpoint = str(e2v)
+    torch.manual_seed(0)
+    m32 = build_model(cfg).eval()
+    m16 = build_model(cfg).eval()
+    m16.load_state_dict(m32.state_dict())
+    m16.to(torch.bfloat16)
+    proc = C2SERProcessor(m32.tokenizer)
+    items = [{k: v for k, v in it.items() if k != "ssl"} for it in _items()]  # SSL computed online
+    batch = proc.collate(items)
+    assert batch["mel"].dtype == torch.float32 and "wavs" in batch
+    with torch.no_grad():
+        l32, l16 = m32(batch).item(), m16(batch).item()
+    assert np.isfinite(l16) and abs(l16 - l32) < 0.05 * abs(l32)
+    assert len(m16.generate(batch, max_new_tokens=3)) == 2
+
+
+def test_decoding_ignores_the_llm_directory_generation_config(tiny_models, tmp_path):
+    """An Instruct directory's generation_config.json (sampling, repetition penalty) must not change greedy
+    answers: decoding is exactly the preset."""
+    import json
+    import shutil
+
+    llm_dir = tmp_path / "llm"
+    shutil.copytree(tiny_models["llm"], llm_dir)
+    (llm_dir / "generation_config.json").write_text(json.dumps(
+        {"do_sample": True, "repetition_penalty": 5.0, "top_p": 0.01, "temperature": 0.1, "top_k": 1,
+         "max_new_tokens": 1}))
+    plain_cfg, instruct_cfg = tiny_model_config(tiny_models), tiny_model_config(tiny_models)
+    instruct_cfg.llm.name_or_path = str(llm_dir)
+    torch.manual_seed(0)
+    plain = build_model(plain_cfg).eval()
+    instruct = build_model(instruct_cfg).eval()
+    instruct.load_state_dict(plain.state_dict())
+    proc = C2SERProcessor(plain.tokenizer)
+    batch = proc.collate([{k: v for k, v in it.items() if k != "target"} for it in _items()])
+    # a random tiny LLM repeats tokens: repetition_penalty 5.0 would change these answers if it leaked
+    assert instruct.generate(batch, max_new_tokens=12) == plain.generate(batch, max_new_tokens=12)
+
+
+def test_end_of_answer_token_is_a_config_choice(tiny_models):
+    """llm.eos_token decides both the token appended to targets and where decoding stops."""
+    cfg = tiny_model_config(tiny_models)
+    cfg.llm.eos_token = "<|im_end|>"
+    m = build_model(cfg)
+    proc = C2SERProcessor(m.tokenizer)
+    im_end = m.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert m.tokenizer.eos_token_id == im_end != m.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    ids, lengths = proc.tokenize(["happy"], add_eos=True)
+    assert ids[0, int(lengths[0]) - 1] == im_end
+    cfg.llm.eos_token = "<|no_such_token|>"
+    with pytest.raises(ValueError, match="not a token"):
+        build_model(cfg)

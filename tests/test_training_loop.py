@@ -52,6 +52,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(models_json, tmp_path
         assert (a[k] == b[k]).all(), k
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert {r["explicit"] for r in log} == {True, False}  # stage-2 schedule mixed both tasks
+    # constant schedule with a 3-update warm-up: 1/3, 2/3, then the base lr, as applied by AdamW
+    assert [r["lr_applied"] for r in log[:4]] == pytest.approx([2e-3 / 3, 4e-3 / 3, 2e-3, 2e-3])
 
 
 def test_frozen_parameters_do_not_change(models_json, tmp_path, tiny_models):
@@ -76,21 +78,42 @@ def test_frozen_parameters_do_not_change(models_json, tmp_path, tiny_models):
     assert any("lora_" in k for k in changed)
 
 
-ZERO3 = ["--zero_stage", "3", "--zero3_init_flag", "true", "--zero3_save_16bit_model", "true"]
+def _official_warmup_lr(base, step, warmup):
+    """WarmupLR of the official recipe, written out independently of c2ser.training.schedules."""
+    return base * min(step / warmup, (warmup / step) ** 0.5)
 
 
-@pytest.mark.parametrize("zero", [["--zero_stage", "2"], ZERO3], ids=["zero2", "zero3"])
-def test_two_process_deepspeed_run(models_json, tmp_path, zero):
-    out = tmp_path / "ds"
-    _run([sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", *zero,
-          "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-          str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-", "max_epochs=12"], tmp_path)
+# The recipe's own launch configs (bf16 included), at 2 processes on CPU (gloo).
+LAUNCH = {
+    "ds_zero2": ["--config_file", "recipes/accelerate/ds_zero2.yaml"],
+    "ds_zero3": ["--config_file", "recipes/accelerate/ds_zero3.yaml"],
+    "ddp_bf16": ["--config_file", "recipes/accelerate/ddp.yaml"],
+}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCH))
+def test_two_process_run_with_the_recipe_launch_configs(models_json, tmp_path, launch):
+    """bf16 under DeepSpeed ZeRO-2/3 and DDP autocast; the lr AdamW really applied follows the warm-up schedule
+    (DeepSpeed steps inside ``acc.backward``: the lr must be set before it)."""
+    out = tmp_path / "run"
+    env = {"ACCELERATE_USE_CPU": "true"} if launch.startswith("ddp") else {}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", *LAUNCH[launch], "--num_processes", "2",
+         str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-", "max_epochs=12",
+         "optim.scheduler=warmup_inverse_sqrt", "optim.warmup_steps=4", "optim.lr=2e-3"],
+        cwd=REPO, env={**_env(), **env}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    kind = "DistributedType.MULTI_CPU" if launch.startswith("ddp") else "DistributedType.DEEPSPEED"
     for r in ranks:
-        assert r["distributed_type"] == "DistributedType.DEEPSPEED" and r["num_processes"] == 2
+        assert r["distributed_type"] == kind and r["num_processes"] == 2
         assert r["backend"] == "gloo"
-    if zero is not ZERO3:  # ZeRO-3 ranks hold shards, not replicas
+    if launch != "ds_zero3":  # ZeRO-3 ranks hold shards, not replicas
         assert ranks[0]["checksum"] == ranks[1]["checksum"]  # replicas identical after the run
-    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert len(losses) >= 6 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, len(log) + 1)) and len(log) >= 6
+    for r in log:
+        assert r["lr_applied"] == pytest.approx(_official_warmup_lr(2e-3, r["step"], 4), rel=1e-6), r
+    losses = [r["loss"] for r in log]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert (out / "final" / "model.safetensors").is_file()

@@ -93,3 +93,40 @@ def test_spec_sub_copies_earlier_frames():
     changed = (out != mel).any(0).nonzero().flatten().tolist()
     assert changed and torch.equal(spec_sub(mel, torch.Generator().manual_seed(1)), out)
     assert all(out[0, t] < t for t in changed)  # replaced by content from earlier positions
+
+
+def test_total_updates_count_every_epochs_own_batches():
+    """Dynamic batching gives each epoch its own batch count: the run length is their sum, so the stage-2
+    explicit probability reaches 0 exactly at the last update."""
+    import random
+
+    rng = random.Random(3)
+    frames = [rng.randint(50, 400) for _ in range(60)]
+    s = DynamicBatchSampler(frames, [f // 8 + 20 for f in frames], max_frames=900, max_tokens=10_000,
+                            sort_buffer=7, seed=1)
+    counts = [len(s.all_batches(e)) for e in range(4)]
+    assert len(set(counts)) > 1  # the premise: per-epoch counts differ
+    assert s.total_batches(4) == sum(counts)
+    total = s.total_batches(4) // 2  # grad_accum 2
+    assert explicit_probability(total - 1, total) == 0.0
+    assert batch_task("distill", total - 1, total, seed=9) == "implicit"
+
+
+def test_long_clips_are_left_out_and_cropped_clips_count_30_s():
+    from types import SimpleNamespace
+
+    from c2ser.training.data import ManifestDataset
+    from c2ser.training.loop import split_by_duration
+
+    rows = [{"key": "a", "duration": 3.0}, {"key": "b", "duration": 41.0}, {"key": "c", "duration": 30.0}]
+    kept, dropped = split_by_duration(rows, 30.0)
+    assert [r["key"] for r in kept] == ["a", "c"] and [r["key"] for r in dropped] == ["b"]
+    assert split_by_duration(rows, None) == (rows, [])
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [0] * len(text.split())}
+
+    for long_audio, expected in (("crop", [300, 3000, 3000]), ("error", [300, 4100, 3000])):
+        ds = ManifestDataset(rows, SimpleNamespace(tokenizer=Tok(), long_audio=long_audio), None, False)
+        assert ds.frames == expected

@@ -173,6 +173,10 @@ class Emotion2VecS(nn.Module):
     def device(self) -> torch.device:
         return self.blocks[0].norm1.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.blocks[0].norm1.weight.dtype
+
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, N) waveforms (zero-padded) + sample lengths → frames (B, T, D), frame lengths, tokens (B, 10, D)."""
@@ -182,13 +186,14 @@ class Emotion2VecS(nn.Module):
         if int(lengths.min()) < cfg.receptive_field:
             raise ValueError(f"clip of {int(lengths.min())} samples is shorter than the encoder's minimum "
                              f"{cfg.receptive_field} (25 ms)")
+        wav = wav.float()
         valid_s = torch.arange(N, device=wav.device)[None] < lengths[:, None]
         if cfg.normalize:  # per clip, over its valid samples only
             n = lengths[:, None].float()
             mu = (wav * valid_s).sum(1, keepdim=True) / n
             var = (((wav - mu) * valid_s) ** 2).sum(1, keepdim=True) / n
             wav = ((wav - mu) / torch.sqrt(var + 1e-5)) * valid_s
-        x = wav[:, None, :]
+        x = wav[:, None, :].to(self.dtype)  # normalised in fp32; the convs run in the weights' dtype (bf16 too)
         for layer in enc.local_encoder.conv_layers:
             x = layer(x)
         x = enc.project_features(x)                                        # (B, T, D)

@@ -14,6 +14,10 @@ def load_tokenizer(cfg: LLMConfig):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
+    if cfg.eos_token is not None:
+        if cfg.eos_token not in tok.get_vocab():
+            raise ValueError(f"{cfg.name_or_path}: llm.eos_token={cfg.eos_token!r} is not a token of the tokenizer")
+        tok.eos_token = cfg.eos_token
     if tok.eos_token_id is None:
         raise ValueError(f"{cfg.name_or_path}: tokenizer has no eos token")
     if tok.pad_token_id is None:
@@ -22,12 +26,15 @@ def load_tokenizer(cfg: LLMConfig):
 
 
 def load_llm(cfg: LLMConfig):
-    from transformers import AutoModelForCausalLM
+    """The HF causal LM of ``cfg``. Its ``generation_config.json`` is *not* used: decoding is fully defined by our
+    presets (an Instruct directory's sampling defaults, e.g. repetition_penalty 1.05, must not leak into greedy)."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     if cfg.dtype not in DTYPES:
         raise ValueError(f"llm.dtype={cfg.dtype!r}: expected one of {sorted(DTYPES)}")
     llm = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=DTYPES[cfg.dtype],
                                                trust_remote_code=cfg.trust_remote_code)
+    llm.generation_config = GenerationConfig()
     if cfg.gradient_checkpointing:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return llm

@@ -162,13 +162,21 @@ class C2SERModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 128, num_beams: int = 1, do_sample: bool = False,
-                 **generate_kwargs) -> list[str]:
-        """Batched decoding after the speech prefix; greedy by default (deterministic). Returns the texts."""
+                 synced_gpus: bool = False, **generate_kwargs) -> list[str]:
+        """Batched decoding after the speech prefix; greedy by default (deterministic). Returns the texts.
+
+        The decoding is exactly the arguments given (a fresh ``GenerationConfig``; the LLM's own generation config
+        is reset at load time, so nothing is inherited from its directory). Decoding stops at the end-of-answer
+        token of the model config (``llm.eos_token``), the one appended to training targets.
+        """
+        from transformers import GenerationConfig
+
         speech, speech_lengths = self._speech(batch)
         a = self.assemble(batch["prompt_ids"], batch["prompt_lengths"], speech, speech_lengths,
                           padding_side="left")
         eos = self.tokenizer.eos_token_id
+        config = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
+                                  eos_token_id=eos, pad_token_id=eos, **generate_kwargs)
         out = self.llm.generate(inputs_embeds=a.inputs_embeds, attention_mask=a.attention_mask,
-                                max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
-                                eos_token_id=eos, pad_token_id=eos, **generate_kwargs)
+                                generation_config=config, synced_gpus=synced_gpus)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -36,6 +36,10 @@ class LLMConfig:
     dtype: str = "bfloat16"                 # float32 | bfloat16 | float16
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    # End-of-answer token, appended to training targets and used to stop decoding; None = the tokenizer's eos.
+    # The official checkpoint was trained with "<|endoftext|>" (151643), which an Instruct tokenizer does not
+    # use as eos ("<|im_end|>"): recorded in the checkpoint config, so training and decoding always agree.
+    eos_token: str | None = None
 
 
 @dataclass

@@ -92,6 +92,7 @@ class WhisperEncoder(nn.Module):
         self.dims = dims
         self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
                                     dims.n_audio_layer)
+        _use_fp32_layer_norms(self.encoder)
         self.gradient_checkpointing = gradient_checkpointing
 
     @property
@@ -124,6 +125,7 @@ class WhisperEncoder(nn.Module):
         if mel_lengths is None:
             mel_lengths = torch.full((B,), T, dtype=torch.long, device=mel.device)
         mel_lengths = mel_lengths.to(mel.device)
+        mel = mel.to(enc.conv1.weight.dtype)  # speech follows the encoder's dtype (bf16 under DeepSpeed / llm.dtype)
         x = F.gelu(enc.conv1(mel))
         # conv2 (stride 2) reads one frame past an odd-length clip's end: that frame must be zero, as in a solo run
         frame_valid = torch.arange(T, device=mel.device)[None, :] < mel_lengths[:, None]
@@ -140,6 +142,25 @@ class WhisperEncoder(nn.Module):
             else:
                 x = _block_forward(block, x, attn_mask)
         return enc.ln_post(x), out_lengths
+
+
+class Fp32LayerNorm(nn.LayerNorm):
+    """openai-whisper's LayerNorm computes in fp32 but calls it with the module's own (maybe bf16) weights, which
+    fails on CPU ("mixed dtype"); this one upcasts the weights too and returns the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
+
+
+def _use_fp32_layer_norms(module: nn.Module) -> None:
+    """Swap every LayerNorm of an (unloaded) AudioEncoder for :class:`Fp32LayerNorm`: same parameter names."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.LayerNorm):
+            setattr(module, name, Fp32LayerNorm(child.normalized_shape, eps=child.eps))
+        else:
+            _use_fp32_layer_norms(child)
 
 
 def _block_forward(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ class DataConfig:
     spec_augment: bool = True
     num_workers: int = 0
     max_valid_clips: int = 200              # clips decoded for validation accuracy each epoch
+    max_duration: float | None = 30.0       # seconds; longer training clips are left out (counted in the log)
 
 
 @dataclass

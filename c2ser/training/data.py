@@ -41,8 +41,10 @@ class ManifestDataset(torch.utils.data.Dataset):
         self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
         tok = processor.tokenizer
         prompt_len = {t: len(tok(p, add_special_tokens=False)["input_ids"]) for t, p in PROMPTS.items()}
-        # lengths used by the batch caps: mel frames and the longer (explicit) LLM sequence
-        self.frames = [int(round(r["duration"] * 100)) for r in rows]
+        # lengths used by the batch caps: mel frames as the encoder sees them (cropped clips: at most 30 s)
+        # and the longer (explicit) LLM sequence
+        crop = processor.long_audio == "crop"
+        self.frames = [int(round((min(r["duration"], 30.0) if crop else r["duration"]) * 100)) for r in rows]
         self.tokens = []
         for r, f in zip(rows, self.frames):
             speech = (10 if ssl_enabled else 0) + (f + 7) // 8 + 2

@@ -63,17 +63,24 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
     rows = read_rows(cfg.data.train_manifest)
+    rows, too_long = split_by_duration(rows, cfg.data.max_duration)
+    if too_long:
+        acc.print(f"{cfg.data.train_manifest}: {len(too_long)} clips longer than data.max_duration="
+                  f"{cfg.data.max_duration:g} s left out (kept {len(rows)}), e.g. {too_long[0]['key']!r}")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
-    updates_per_epoch = max(1, len(sampler) // cfg.optim.grad_accum)
-    total_steps = cfg.max_steps or updates_per_epoch * cfg.max_epochs
+    # optimiser updates of the whole run: every epoch's own batch count (dynamic batching varies per epoch),
+    # so the schedules (lr, stage-2 explicit probability) end exactly at the last update
+    total_steps = cfg.max_steps or sampler.total_batches(cfg.max_epochs) // cfg.optim.grad_accum
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
                                   weight_decay=cfg.optim.weight_decay)
+    applied = {}  # the lr AdamW really used at its last step (read inside the step, whatever wraps it)
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: applied.update(lr=opt.param_groups[0]["lr"]))
     model, optimizer = acc.prepare(model, optimizer)
     acc.init_trackers("train", config={"task": cfg.task, "lr": cfg.optim.lr})
 
@@ -100,12 +107,13 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
             task = batch_task(cfg.task, step, total_steps, cfg.seed)
             batch = to_device(collate(processor, items, task), acc.device)
             with acc.accumulate(model):
-                loss = model(batch)
-                acc.backward(loss)
-                if acc.sync_gradients:
+                if acc.sync_gradients:  # before backward: under DeepSpeed, acc.backward also steps the optimiser
                     for g in optimizer.param_groups:
                         g["lr"] = cfg.optim.lr * lr_factor(step + 1, cfg.optim.scheduler, cfg.optim.warmup_steps,
                                                            total_steps)
+                loss = model(batch)
+                acc.backward(loss)
+                if acc.sync_gradients:
                     acc.clip_grad_norm_(params, cfg.optim.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad()
@@ -118,7 +126,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
             bar.update(1)
             if step % cfg.log_every == 0 or step == total_steps:
                 dt = time.time() - t0
-                logs = {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+                logs = {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"], "lr_applied": applied.get("lr"),
                         "samples_per_s": seen / dt, "audio_s_per_s": frames / 100 / dt, "explicit": task == "explicit"}
                 acc.log(logs, step=step)
                 if acc.is_main_process:
@@ -147,10 +155,20 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     state_dict = acc.get_state_dict(model)
     if acc.is_main_process:
         save_checkpoint(acc.unwrap_model(model), final, state_dict=state_dict,
-                        extra_config={"train": to_dict(cfg), "result": {"step": step, **metrics}})
+                        extra_config={"train": to_dict(cfg), "result": {"step": step, **metrics},
+                                      "launch": {"distributed_type": str(acc.distributed_type.value),
+                                                 "num_processes": acc.num_processes,
+                                                 "mixed_precision": str(acc.mixed_precision)}})
     acc.wait_for_everyone()
     acc.end_training()
     return final
+
+
+def split_by_duration(rows: list[dict], max_duration: float | None) -> tuple[list[dict], list[dict]]:
+    """(kept, too long): clips over ``max_duration`` seconds are left out of training (None = keep all)."""
+    if max_duration is None:
+        return rows, []
+    return ([r for r in rows if r["duration"] <= max_duration], [r for r in rows if r["duration"] > max_duration])
 
 
 def _is_ds(acc: Accelerator) -> bool:

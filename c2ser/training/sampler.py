@@ -54,6 +54,10 @@ class DynamicBatchSampler:
             rng.shuffle(batches)
         return batches[: len(batches) - len(batches) % self.world_size] if self.world_size > 1 else batches
 
+    def total_batches(self, epochs: int) -> int:
+        """Batches this process runs over ``epochs`` epochs (each epoch's count, not the first one's × epochs)."""
+        return sum(len(self.all_batches(e)) // self.world_size for e in range(epochs))
+
     def __iter__(self) -> Iterator[list[int]]:
         mine = self.all_batches(self.epoch)[self.rank:: self.world_size]
         yield from mine[self.skip:]
