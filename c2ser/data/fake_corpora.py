@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from c2ser.audio import resample
-from c2ser.data.synthetic import HELD_OUT, SENTENCES, VOICES, _synthesize
+from c2ser.data.synthetic import HELD_OUT, SENTENCES, _synthesize
 from c2ser.labels import CORPUS_LABELS, EMOTIONS
 
 SPEECH_SR = 16000          # what the synthetic voices produce (CASIA is stored at this rate)
@@ -47,6 +47,7 @@ EMO_EMILIA_SR = 24000      # Emilia's release rate (inferred for Emo-Emilia)
 NOISE = 0.003              # amplitude of the noise outside the dialogue channel(s), about -50 dBFS
 JITTER = 0.08              # prosody jitter, as the synthetic corpus
 LONG_CLIP_S = 41.04        # the real train outlier dia309_utt0 (00:11:45,121 -> 00:12:26,161)
+LONG_REPEATS = 12          # the long clip says its sentence this many times (the CSV text says it as often)
 UTTERANCES_PER_DIALOGUE = 5
 STEREO_EVERY = 8           # every 8th MELD clip of a split is stereo (about the release's share)
 
@@ -97,7 +98,7 @@ def plan_meld(root: Path, per_class: int, rng: random.Random) -> tuple[list[dict
                     "format": "stereo" if i % STEREO_EVERY == STEREO_EVERY - 1 else "5.1", "length_s": None}
             if not long_done and emo == "happy":
                 clip["length_s"], long_done = LONG_CLIP_S, True
-                text = " ".join([text] * 12)
+                text = " ".join([text] * LONG_REPEATS)
             row = {"Utterance": text, "Speaker": speaker, "Emotion": MELD_RAW[emo],
                    "Sentiment": MELD_SENTIMENT[MELD_RAW[emo]], "Dialogue_ID": dia, "Utterance_ID": utt,
                    "clip": clip}
@@ -111,7 +112,8 @@ def plan_meld(root: Path, per_class: int, rng: random.Random) -> tuple[list[dict
 
 def plan_casia(root: Path, per_class: int, rng: random.Random) -> list[dict]:
     per_cell = math.ceil(per_class / 4)
-    return [{"corpus": "casia", "path": root / spk / emo / f"{CASIA_FIRST_ID + j}.wav", "emotion": emo,
+    return [{"corpus": "casia", "path": root / spk / emo / f"{CASIA_FIRST_ID + j}.wav",
+             "emotion": CORPUS_LABELS["casia"][emo],
              "text": SENTENCES["zh"][j % len(SENTENCES["zh"])], "voice": voice, "jit": _jit(rng),
              "format": "wav", "sr": SPEECH_SR, "length_s": None}
             for spk, voice in CASIA_VOICES.items() for emo in CASIA_EMOTIONS for j in range(per_cell)]
@@ -136,7 +138,7 @@ def plan_emo_emilia(root: Path, per_class: int, rng: random.Random) -> list[dict
 
 # ---- rendering ------------------------------------------------------------------------------------------------
 def speech(clip: dict, tmp_dir: Path) -> np.ndarray:
-    """The clip's synthetic speech at 16 kHz (float32 mono); the long clip repeats it with 0.4-s pauses."""
+    """The clip's synthetic speech at 16 kHz (float32 mono); the long clip says it LONG_REPEATS times."""
     wav = Path(tmp_dir) / (hashlib.sha1(str(clip["path"]).encode()).hexdigest() + ".wav")
     try:
         _synthesize(clip, wav, JITTER)
@@ -145,23 +147,25 @@ def speech(clip: dict, tmp_dir: Path) -> np.ndarray:
         raise ValueError(f"{clip['path']}: could not synthesize speech ({msg[-1] if msg else e})") from None
     x, _ = sf.read(wav, dtype="float32")
     wav.unlink()
-    if clip["length_s"]:
+    if clip["length_s"]:   # LONG_REPEATS times the sentence, evenly spaced, cut or padded to length_s
         n = int(round(clip["length_s"] * SPEECH_SR))
-        x = np.tile(np.concatenate([x, np.zeros(int(0.4 * SPEECH_SR), np.float32)]), n // len(x) + 1)[:n]
+        slot = max(len(x), n // LONG_REPEATS)
+        x = np.tile(np.pad(x, (0, slot - len(x))), LONG_REPEATS)
+        x = np.pad(x, (0, max(0, n - len(x))))[:n]
     return x
 
 
 def write_mp4(path: Path, audio: np.ndarray, sr: int = MELD_SR) -> None:
     """An mp4 like MELD's: AAC audio (``audio`` is samples × 2 or 6 channels, float in [-1, 1]; 6 = 5.1 with
     front centre third) and a tiny black h264 video as long as the audio. Bit-exact flags: reproducible."""
-    layout = {2: "stereo", 6: "5.1"}.get(audio.shape[1])
-    if layout is None:
+    if audio.shape[1] not in (2, 6):   # ffmpeg takes the default layout of the count: stereo, 5.1
         raise ValueError(f"{path}: MELD audio has 2 or 6 channels, not {audio.shape[1]}")
     pcm = (np.clip(audio, -1, 1) * 32767).round().astype("<i2").tobytes()
     dur = math.ceil(10 * len(audio) / sr) / 10
     tmp = path.with_name(path.stem + ".tmp.mp4")
     proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "s16le", "-ar", str(sr), "-ch_layout", layout, "-i", "pipe:0",
+        ["ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "s16le", "-ar", str(sr), "-ac", str(audio.shape[1]),
+         "-i", "pipe:0",
          "-f", "lavfi", "-i", f"color=c=black:s=32x32:r=10:d={dur}", "-map", "1:v", "-map", "0:a",
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-threads", "1",
          "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", str(tmp)],
@@ -177,9 +181,7 @@ def render(clip: dict, tmp_dir: Path, seed: int) -> float:
     """Write one clip unless it exists; returns its duration in seconds."""
     path = clip["path"]
     if path.is_file():
-        if clip["format"] == "wav":
-            return sf.info(str(path)).duration
-        return (len(speech(clip, tmp_dir)) if clip["length_s"] is None else clip["length_s"] * SPEECH_SR) / SPEECH_SR
+        return sf.info(str(path)).duration if clip["format"] == "wav" else len(speech(clip, tmp_dir)) / SPEECH_SR
     path.parent.mkdir(parents=True, exist_ok=True)
     x = speech(clip, tmp_dir)
     if clip["format"] == "wav":
@@ -224,6 +226,7 @@ def write_meld_csv(path: Path, rows: list[dict], durations: dict[Path, float], r
 
 
 def write_emo_emilia_list(path: Path, clips: list[dict]) -> None:
+    """``Emo-Emilia-ALL.jsonl`` as released: index, emotion, wav, text (EN texts start with a space)."""
     lines = [json.dumps({"index": c["index"], "emotion": c["raw"], "wav": f"./Emo-Emilia/wav/{c['index']}.wav",
                          "text": c["text"]}, ensure_ascii=False) for c in clips]
     path.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
