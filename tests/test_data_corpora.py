@@ -1,6 +1,5 @@
 """Corpus preparation on fake trees that mirror the real layouts, the real lists, and bad input."""
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import soundfile as sf
 
 from c2ser.audio import load_audio
 from c2ser.data.corpora import CASIA_FOLDS, prepare_casia, prepare_emo_emilia, prepare_meld, read_meld_csv
+from c2ser.data.fake_corpora import write_mp4
 from c2ser.data.manifest import read_manifest, validate_manifest
 
 SR = 16000
@@ -20,13 +20,9 @@ def _tone(freq, sec=0.5, sr=SR):
 
 def _mp4(path, channels, loud_channel):
     """An mp4 whose audio has ``channels`` channels, a 440 Hz tone only in ``loud_channel`` (1-indexed)."""
-    wav = path.with_suffix(".src.wav")
-    data = np.zeros((SR // 2, channels), np.float32)
-    data[:, loud_channel - 1] = _tone(440)
-    sf.write(wav, data, 48000)
-    subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=16x16:d=0.5",
-                    "-i", str(wav), "-shortest", "-c:v", "libx264", "-c:a", "aac", str(path)], check=True)
-    wav.unlink()
+    data = np.zeros((48000 // 2, channels), np.float32)
+    data[:, loud_channel - 1] = _tone(440, sr=48000)
+    write_mp4(path, data, 48000)
 
 
 def test_meld_centre_channel_of_5_1_and_first_of_stereo(tmp_path):
