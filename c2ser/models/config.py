@@ -36,6 +36,9 @@ class LLMConfig:
     dtype: str = "bfloat16"                 # float32 | bfloat16 | float16
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    # End-of-answer token for training targets and for stopping generation; None = the tokenizer's eos_token.
+    # The official checkpoint stops at "<|endoftext|>" (an Instruct tokenizer's eos is "<|im_end|>").
+    eos_token: str | None = None
 
 
 @dataclass
