@@ -265,3 +265,71 @@ def build_tiny_emotion2vec(path: str | Path, seed: int = 0, fmt: str = "fairseq"
     OmegaConf.save(OmegaConf.create({"model": "Emotion2vec", "model_conf": model_cfg,
                                      "tokenizer": "CharTokenizer"}), path / "config.yaml")
     return path
+
+
+# ---- the released checkpoint's layout, written by hand (independent of c2ser.inference.official.map_key) ----
+
+def official_names(ours_keys, n_whisper_blocks):
+    """Our name -> official name, literally: Whisper renamed per block, the rest by its official prefix."""
+    names = {"whisper.encoder.conv1.weight": "encoder.embed.conv.0.weight",
+             "whisper.encoder.conv1.bias": "encoder.embed.conv.0.bias",
+             "whisper.encoder.conv2.weight": "encoder.embed.conv.2.weight",
+             "whisper.encoder.conv2.bias": "encoder.embed.conv.2.bias",
+             "whisper.encoder.positional_embedding": "encoder.embed.pos_enc.pe",
+             "whisper.encoder.ln_post.weight": "encoder.after_norm.weight",
+             "whisper.encoder.ln_post.bias": "encoder.after_norm.bias",
+             "speech_markers.weight": "speech_token_emded.weight"}
+    block = {"attn.query.weight": "self_attn.linear_q.weight", "attn.query.bias": "self_attn.linear_q.bias",
+             "attn.key.weight": "self_attn.linear_k.weight",
+             "attn.value.weight": "self_attn.linear_v.weight", "attn.value.bias": "self_attn.linear_v.bias",
+             "attn.out.weight": "self_attn.linear_out.weight", "attn.out.bias": "self_attn.linear_out.bias",
+             "attn_ln.weight": "norm1.weight", "attn_ln.bias": "norm1.bias",
+             "mlp.0.weight": "feed_forward.w_1.weight", "mlp.0.bias": "feed_forward.w_1.bias",
+             "mlp.2.weight": "feed_forward.w_2.weight", "mlp.2.bias": "feed_forward.w_2.bias",
+             "mlp_ln.weight": "norm2.weight", "mlp_ln.bias": "norm2.bias"}
+    for i in range(n_whisper_blocks):
+        names.update({f"whisper.encoder.blocks.{i}.{a}": f"encoder.encoders.{i}.{b}" for a, b in block.items()})
+    prefixes = {"downsampler.": "down_sample_2.", "adapter.": "speech_transformer.",
+                "projection.": "speech_llama_proj.", "llm.": "llama_model."}
+    for k in ours_keys:
+        for a, b in prefixes.items():
+            if k.startswith(a):
+                names[k] = b + k[len(a):]
+    assert set(names) == set(ours_keys), set(ours_keys) ^ set(names)
+    return names
+
+
+def official_state_dict(ref) -> dict:
+    """The tensors of ``ref`` under the official names, bf16, with the extra keys of the release."""
+    own = ref.state_dict()
+    names = official_names(own, len(ref.whisper.encoder.blocks))
+    sd = {}
+    for ours, t in own.items():
+        if ours == "speech_markers.weight":
+            full = torch.randn(4099, t.shape[1])  # the release's speech_token_emded: BOS row 4097, EOS row 4098
+            full[4097], full[4098] = t[0], t[1]
+            t = full
+        elif ours == "whisper.encoder.positional_embedding":
+            t = t[None]
+        sd[names[ours]] = t.clone().to(torch.bfloat16)
+    sd["speaker_head.weight"], sd["speaker_head.bias"] = torch.randn(7, 5).bfloat16(), torch.randn(7).bfloat16()
+    sd["ln_speech.weight"], sd["ln_speech.bias"] = torch.randn(4).bfloat16(), torch.randn(4).bfloat16()
+    sd["embed_tokens.weight"] = sd["llama_model.base_model.model.model.embed_tokens.weight"]  # aliases: the same tensors (stored once)
+    sd["lm_head.weight"] = sd["llama_model.base_model.model.lm_head.weight"]
+    return sd
+
+
+def build_tiny_official(path: str | Path, models: dict, seed: int = 0) -> Path:
+    """A C2SER_llm.pt in the released layout (bf16, official names, LoRA r8/alpha32 on the official targets) at
+    the tiny widths: load it with ``official:PATH`` and ``--set ssl.dim=48 --set adapter.num_blocks=2
+    --set adapter.ffn=128 --set whisper.name_or_path=<tiny whisper>`` (the recipe's stage 9 at --size tiny)."""
+    from c2ser.inference.official import official_model_config
+    from c2ser.models.build import build_model
+
+    cfg = official_model_config(str(models["llm"]), whisper=str(models["whisper"]))
+    cfg.ssl.dim, cfg.adapter.num_blocks, cfg.adapter.ffn, cfg.llm.dtype = 48, 2, 128, "float32"
+    _seed(seed)
+    model = build_model(cfg)
+    path = Path(path)
+    torch.save(official_state_dict(model), path)
+    return path

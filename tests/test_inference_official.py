@@ -1,7 +1,8 @@
 """The official C2SER_llm.pt loader, checked against expectations that do not come from the converter:
 
 - a hand-written table of official -> our names (and, with ../shared, the released key list with its shapes);
-- a tiny synthetic official file whose official names are WRITTEN HERE (``_official_names``), never by ``map_key``;
+- a tiny synthetic official file whose official names are written by hand (``c2ser.testing.official_names``),
+  never by ``map_key``;
   every tensor of the reference model is distinct random data, so any swapped name lands a wrong value.
 """
 import json
@@ -18,7 +19,7 @@ from c2ser.inference.official import BOS_ROW, EOS_ROW, convert_state_dict, load_
 from c2ser.models.build import build_model
 from c2ser.models.processor import C2SERProcessor
 from c2ser.prompts import IMPLICIT_PROMPT
-from c2ser.testing import tiny_model_config
+from c2ser.testing import official_names, official_state_dict, tiny_model_config
 
 LAYOUT = "layouts/c2ser_llm_official_state_dict.json"
 OFFICIAL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"]
@@ -72,36 +73,6 @@ def _tiny_cfg(models, **llm):
     return cfg
 
 
-def _official_names(ours_keys, n_whisper_blocks):
-    """Our name -> official name, literally: Whisper renamed per block, the rest by its official prefix."""
-    names = {"whisper.encoder.conv1.weight": "encoder.embed.conv.0.weight",
-             "whisper.encoder.conv1.bias": "encoder.embed.conv.0.bias",
-             "whisper.encoder.conv2.weight": "encoder.embed.conv.2.weight",
-             "whisper.encoder.conv2.bias": "encoder.embed.conv.2.bias",
-             "whisper.encoder.positional_embedding": "encoder.embed.pos_enc.pe",
-             "whisper.encoder.ln_post.weight": "encoder.after_norm.weight",
-             "whisper.encoder.ln_post.bias": "encoder.after_norm.bias",
-             "speech_markers.weight": "speech_token_emded.weight"}
-    block = {"attn.query.weight": "self_attn.linear_q.weight", "attn.query.bias": "self_attn.linear_q.bias",
-             "attn.key.weight": "self_attn.linear_k.weight",
-             "attn.value.weight": "self_attn.linear_v.weight", "attn.value.bias": "self_attn.linear_v.bias",
-             "attn.out.weight": "self_attn.linear_out.weight", "attn.out.bias": "self_attn.linear_out.bias",
-             "attn_ln.weight": "norm1.weight", "attn_ln.bias": "norm1.bias",
-             "mlp.0.weight": "feed_forward.w_1.weight", "mlp.0.bias": "feed_forward.w_1.bias",
-             "mlp.2.weight": "feed_forward.w_2.weight", "mlp.2.bias": "feed_forward.w_2.bias",
-             "mlp_ln.weight": "norm2.weight", "mlp_ln.bias": "norm2.bias"}
-    for i in range(n_whisper_blocks):
-        names.update({f"whisper.encoder.blocks.{i}.{a}": f"encoder.encoders.{i}.{b}" for a, b in block.items()})
-    prefixes = {"downsampler.": "down_sample_2.", "adapter.": "speech_transformer.",
-                "projection.": "speech_llama_proj.", "llm.": "llama_model."}
-    for k in ours_keys:
-        for a, b in prefixes.items():
-            if k.startswith(a):
-                names[k] = b + k[len(a):]
-    assert set(names) == set(ours_keys), set(ours_keys) ^ set(names)
-    return names
-
-
 def _random_reference(models):
     """Our tiny model with EVERY parameter and persistent buffer distinct random (bf16-representable) data."""
     torch.manual_seed(1)
@@ -110,26 +81,6 @@ def _random_reference(models):
         for t in ref.state_dict().values():
             t.copy_(torch.randn_like(t).to(torch.bfloat16).float())
     return ref
-
-
-def _official_file(ref):
-    """The tensors of ``ref`` under the official names, bf16, with the extra keys of the release."""
-    own = ref.state_dict()
-    names = _official_names(own, len(ref.whisper.encoder.blocks))
-    sd = {}
-    for ours, t in own.items():
-        if ours == "speech_markers.weight":
-            full = torch.randn(EOS_ROW + 1, t.shape[1])
-            full[BOS_ROW], full[EOS_ROW] = t[0], t[1]
-            t = full
-        elif ours == "whisper.encoder.positional_embedding":
-            t = t[None]
-        sd[names[ours]] = t.clone().to(torch.bfloat16)
-    sd["speaker_head.weight"], sd["speaker_head.bias"] = torch.randn(7, 5).bfloat16(), torch.randn(7).bfloat16()
-    sd["ln_speech.weight"], sd["ln_speech.bias"] = torch.randn(4).bfloat16(), torch.randn(4).bfloat16()
-    sd["embed_tokens.weight"] = sd[L + "model.embed_tokens.weight"]  # aliases: the same tensors (stored once)
-    sd["lm_head.weight"] = sd[L + "lm_head.weight"]
-    return sd
 
 
 class CountingDict(dict):
@@ -156,7 +107,7 @@ class CountingDict(dict):
 @pytest.fixture(scope="module")
 def setup(tiny_models, tmp_path_factory):
     ref = _random_reference(tiny_models)
-    sd = _official_file(ref)
+    sd = official_state_dict(ref)
     path = tmp_path_factory.mktemp("official") / "C2SER_llm.pt"
     torch.save(sd, path)
     return ref, sd, path, tiny_models
@@ -430,7 +381,7 @@ def test_an_instruct_tokenizer_still_ends_answers_at_endoftext(setup, tmp_path):
     assert model.tokenizer.eos_token_id == endoftext
     ids, _ = C2SERProcessor(model.tokenizer).tokenize(["happy"], add_eos=True)
     assert int(ids[0, -1]) == endoftext
-    with pytest.raises(ValueError, match=r"llm.eos_token '<\|nope\|>' is not a token"):
+    with pytest.raises(ValueError, match=r"llm.eos_token='<\|nope\|>' is not a token"):
         load_official(path, _tiny_cfg(models, eos_token="<|nope|>"))
 
 

@@ -1,5 +1,6 @@
 """``c2ser build-tiny OUT_DIR [--texts MANIFEST ...]``: tiny random models in the real formats (Whisper
-checkpoint, Qwen2 directory with a trained byte-level BPE tokenizer, Emotion2Vec-S fairseq checkpoint)."""
+checkpoint, Qwen2 directory with a trained byte-level BPE tokenizer, Emotion2Vec-S fairseq checkpoint and, with
+``--official PATH``, a checkpoint in the released C2SER layout)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ def add_arguments(p):
     p.add_argument("out_dir", help="directory to write the models into")
     p.add_argument("--texts", nargs="*", default=[], help="manifests whose targets/texts the tokenizer learns")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--official", help="also write a C2SER_llm.pt in the released layout at tiny width here")
 
 
 def run(args):
@@ -20,4 +22,8 @@ def run(args):
         for r in read_manifest(m):
             texts += [t for t in (r.get("text"), r.get("explicit_target"), r.get("implicit_target")) if t]
     paths = build_tiny_models(args.out_dir, seed=args.seed, texts=texts, emotion2vec=True)
+    if args.official:
+        from c2ser.testing import build_tiny_official
+
+        paths["official"] = build_tiny_official(args.official, paths, seed=args.seed)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))

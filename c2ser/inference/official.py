@@ -212,15 +212,6 @@ def _whisper_dims(cfg: ModelConfig):
         raise ValueError(f"{path}: cannot read the Whisper dims ({type(e).__name__}: {e})") from None
 
 
-def _use_eos_token(tokenizer, eos_token: str | None, source: str) -> None:
-    """Make ``eos_token`` the tokenizer's eos (targets and stopping); it must be one token of the vocabulary."""
-    if eos_token is None or tokenizer.eos_token == eos_token:
-        return
-    if eos_token not in tokenizer.get_vocab():
-        raise ValueError(f"{source}: llm.eos_token {eos_token!r} is not a token of this tokenizer")
-    tokenizer.eos_token = eos_token
-
-
 def build_meta_model(cfg: ModelConfig, llm_config, tokenizer=None):
     """The C2SER model of ``cfg`` with every parameter and buffer on ``meta`` (no memory, nothing read)."""
     from transformers import AutoModelForCausalLM
@@ -257,8 +248,7 @@ def load_official(path: str | Path, cfg: ModelConfig):
 
     source = str(path)
     official = read_official(path)
-    tokenizer = load_tokenizer(cfg.llm)
-    _use_eos_token(tokenizer, cfg.llm.eos_token, cfg.llm.name_or_path)
+    tokenizer = load_tokenizer(cfg.llm)  # its eos is llm.eos_token (official: <|endoftext|>)
     llm_config = AutoConfig.from_pretrained(cfg.llm.name_or_path, trust_remote_code=cfg.llm.trust_remote_code)
     model = build_meta_model(cfg, llm_config, tokenizer)
     weights = convert_state_dict(official, model.state_dict(), source=source,
