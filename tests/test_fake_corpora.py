@@ -200,13 +200,16 @@ def test_same_header_and_list_order_as_the_real_files(built, shared_data):
         real = (shared_data / "meld" / f"{name}_sent_emo.csv").read_bytes().split(b"\n")[0]
         fake = next((raw / "MELD.Raw").rglob(f"{name}_sent_emo.csv")).read_bytes().split(b"\n")[0]
         assert fake == real
-    def groups(path):
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            g = (item["index"][:2], item["emotion"])
-            if not out or out[-1] != g:
-                out.append(g)
-        return out, list(item)
-    assert groups(raw / "Emo-Emilia" / "Emo-Emilia-ALL.jsonl") == groups(shared_data / "emo_emilia" /
-                                                                        "Emo-Emilia-ALL.jsonl")
+    fake, real = raw / "Emo-Emilia" / "Emo-Emilia-ALL.jsonl", shared_data / "emo_emilia" / "Emo-Emilia-ALL.jsonl"
+    assert _groups(fake) == _groups(real)
+
+
+def _groups(path):
+    """The (language, emotion) groups of an Emo-Emilia list in file order, and the field names of its lines."""
+    groups, fields = [], set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        fields.add(tuple(item))
+        if not groups or groups[-1] != (item["index"][:2], item["emotion"]):
+            groups.append((item["index"][:2], item["emotion"]))
+    return groups, fields

@@ -167,7 +167,8 @@ def write_mp4(path: Path, audio: np.ndarray, sr: int = MELD_SR) -> None:
         ["ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "s16le", "-ar", str(sr), "-ac", str(audio.shape[1]),
          "-i", "pipe:0",
          "-f", "lavfi", "-i", f"color=c=black:s=32x32:r=10:d={dur}", "-map", "1:v", "-map", "0:a",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-threads", "1",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-aac_coder", "fast",
+         "-threads", "1",
          "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", str(tmp)],
         input=pcm, capture_output=True)
     if proc.returncode != 0:
