@@ -48,7 +48,8 @@ HAND_TABLE = {
     "speech_llama_proj.weight": "projection.weight",
     "speech_token_emded.weight": "speech_markers.weight",
     L + "model.layers.0.self_attn.q_proj.base_layer.weight": O + "model.layers.0.self_attn.q_proj.base_layer.weight",
-    L + "model.layers.27.mlp.down_proj.lora_A.default.weight": O + "model.layers.27.mlp.down_proj.lora_A.default.weight",
+    L + "model.layers.27.mlp.down_proj.lora_A.default.weight":
+        O + "model.layers.27.mlp.down_proj.lora_A.default.weight",
     L + "model.layers.5.mlp.up_proj.weight": O + "model.layers.5.mlp.up_proj.weight",
     L + "lm_head.weight": O + "lm_head.weight",
     "speaker_head.weight": None, "ln_speech.bias": None, "embed_tokens.weight": None, "lm_head.weight": None,
@@ -178,7 +179,8 @@ def test_values_land_in_the_right_parameters(setup):
     assert torch.equal(model.downsampler.conv[7].bias.to(bf), sd["down_sample_2.conv.7.bias"])
     assert torch.equal(model.speech_markers.weight.to(bf), sd["speech_token_emded.weight"][[4097, 4098]])
     q = model.llm.base_model.model.model.layers[1].self_attn.q_proj
-    assert torch.equal(q.lora_A["default"].weight.to(bf), sd[L + "model.layers.1.self_attn.q_proj.lora_A.default.weight"])
+    lora_a = sd[L + "model.layers.1.self_attn.q_proj.lora_A.default.weight"]
+    assert torch.equal(q.lora_A["default"].weight.to(bf), lora_a)
     assert torch.equal(q.base_layer.bias.to(bf), sd[L + "model.layers.1.self_attn.q_proj.base_layer.bias"])
     own = model.state_dict()
     for k, v in ref.state_dict().items():  # and everything else: all tensors differ, so no swap can hide
@@ -324,9 +326,9 @@ def test_predict_cli_with_the_official_file_and_online_ssl(setup, e2v, tmp_path)
     wav = _wav(0)
     sf.write(tmp_path / "a.wav", wav, 16000)
     over = [f"whisper.name_or_path={models['whisper']}", *TINY_OVERRIDES]
-    r = subprocess.run([sys.executable, "-m", "c2ser.cli", "predict", str(tmp_path / "a.wav"), "--checkpoint",
-                        "official", "--official-path", str(path), "--qwen2-dir", str(models["llm"]), "--json",
-                        "--ssl-checkpoint", str(e2v), "--max-new-tokens", "6", *[a for o in over for a in ("--set", o)]],
+    args = ["predict", str(tmp_path / "a.wav"), "--checkpoint", "official", "--official-path", str(path),
+            "--qwen2-dir", str(models["llm"]), "--json", "--ssl-checkpoint", str(e2v), "--max-new-tokens", "6"]
+    r = subprocess.run([sys.executable, "-m", "c2ser.cli", *args, *[a for o in over for a in ("--set", o)]],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     from c2ser.audio import load_audio

@@ -89,8 +89,8 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
         return True
     if a.is_meta or b.is_meta:
         return False
-    return (a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.storage_offset() == b.storage_offset()
-            and a.shape == b.shape and a.stride() == b.stride())
+    same_storage = a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    return same_storage and (a.storage_offset(), a.shape, a.stride()) == (b.storage_offset(), b.shape, b.stride())
 
 
 def convert_state_dict(official: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str = "checkpoint",
