@@ -214,7 +214,8 @@ def test_casia_script_rejects_nan_and_empty_root_is_an_error(tmp_path):
                                                      f"{root}: warning: no clips of zhaozuoxiang (fold_2 test speaker)"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    one_error_line(run_script("casia.py", "--root", empty, "--out", tmp_path / "o"), f"no clip found under --root {empty}")
+    one_error_line(run_script("casia.py", "--root", empty, "--out", tmp_path / "o"),
+                   f"no clip found under --root {empty}")
     one_error_line(run_script("casia.py", "--root", tmp_path / "CASA", "--out", tmp_path / "o"),
                    tmp_path / "CASA", "not a directory")
     one_error_line(run_script("casia.py", "--root", root, "--out", tmp_path / "o", "--valid-fraction", "2"),

@@ -184,7 +184,8 @@ class GenSERHead(nn.Module):
     def generate(self, cond: Tensor, cond_mask: Tensor, steps: int | None = None,
                  generator: torch.Generator | None = None, boot_noise: bool | None = None,
                  rho: float = 0.0, keys: Sequence[str] | None = None) -> Tensor:
-        """The generated terminal sample x̂ (B, S·D). ``keys``: one id per clip (seeds its noise, module docstring)."""
+        """The generated terminal sample x̂ (B, S·D).
+        ``keys``: one id per clip, seeding that clip's noise (module docstring)."""
         cp, pad = self.encode_cond(cond, cond_mask)
         B, shape = cp.shape[0], (cp.shape[0], self.encoding.total_dim)
         noise_fn = None
