@@ -66,7 +66,7 @@ def main():
         def f(batch_items):
             b = to_device(collate(proc, batch_items, "gen-ser", with_targets=False), args.device)
             h, m = model.prefix_hidden_states(b)
-            kw = {"steps": steps} if kind == "gen_ser" else {}
+            kw = {"steps": steps, "keys": [it["key"] for it in batch_items]} if kind == "gen_ser" else {}
             pred, _ = heads[kind].predict(h.float(), m, **kw)
             return [labels[i] for i in pred.tolist()]
         return f

@@ -69,17 +69,67 @@ def test_casia_folds(tmp_path):
     (root / "wangzhe" / "bored").mkdir()
     sf.write(root / "wangzhe" / "bored" / "201.wav", _tone(200), SR)
     (root / "wangzhe" / "angry" / "204.wav").write_bytes(b"")
+    stale = tmp_path / "out" / "fold_1" / "valid.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}\n")  # from an older run: must not survive
     rows = prepare_casia(root, tmp_path / "out")
     assert len(rows) == 24 and rows[0]["key"].startswith("casia-")
     assert "casia-201-wangzhe-angry" in {r["key"] for r in rows}
     for k, spk in enumerate(CASIA_FOLDS, 1):
         test = read_manifest(tmp_path / "out" / f"fold_{k}" / "test.jsonl")
         train = read_manifest(tmp_path / "out" / f"fold_{k}" / "train.jsonl")
-        valid = read_manifest(tmp_path / "out" / f"fold_{k}" / "valid.jsonl")
         assert {r["speaker"] for r in test} == {spk} and len(test) == 6
-        assert spk not in {r["speaker"] for r in train + valid} and len(train) + len(valid) == 18
+        assert spk not in {r["speaker"] for r in train} and len(train) == 18  # nothing carved out of train
+        assert not (tmp_path / "out" / f"fold_{k}" / "valid.jsonl").exists()
     reasons = (tmp_path / "out" / "rejects.jsonl").read_text()
     assert "bored" in reasons and "unreadable audio" in reasons
+
+
+@pytest.fixture(scope="module")
+def casia_full(tmp_path_factory):
+    """The public CASIA subset's shape: 4 speakers x 6 emotions x ids 201-250 = 1,200 clips."""
+    root = tmp_path_factory.mktemp("casia") / "CASIA"
+    clip = _tone(220, sec=0.02)
+    for spk in CASIA_FOLDS:
+        for emo in ("angry", "fear", "happy", "neutral", "sad", "surprise"):
+            (root / spk / emo).mkdir(parents=True)
+            for cid in range(201, 251):
+                sf.write(root / spk / emo / f"{cid}.wav", clip, SR)
+    return root
+
+
+def _emobox_casia_fold(k):
+    """EmoBox's CASIA fold k, built from its rule (spec datasets.md §3), not from our code."""
+    test_spk = {1: "wangzhe", 2: "zhaozuoxiang", 3: "liuchanhg", 4: "zhaoquanyin"}[k]
+    emos = ("angry", "fear", "happy", "neutral", "sad", "surprise")
+    spks = ("liuchanhg", "wangzhe", "zhaoquanyin", "zhaozuoxiang")
+    keys = {s: {f"casia-{i}-{s}-{e}" for e in emos for i in range(201, 251)} for s in spks}
+    return set().union(*(keys[s] for s in spks if s != test_spk)), keys[test_spk]
+
+
+def test_casia_full_folds_equal_emobox_lists(casia_full, tmp_path):
+    rows = prepare_casia(casia_full, tmp_path / "out")
+    assert len(rows) == 1200 and (tmp_path / "out" / "rejects.jsonl").read_text() == ""
+    for k in range(1, 5):
+        train = read_manifest(tmp_path / "out" / f"fold_{k}" / "train.jsonl")
+        test = read_manifest(tmp_path / "out" / f"fold_{k}" / "test.jsonl")
+        want_train, want_test = _emobox_casia_fold(k)
+        assert len(train) == 900 and len(test) == 300
+        assert {r["key"] for r in train} == want_train and {r["key"] for r in test} == want_test
+        assert {r["split"] for r in train} == {"train"}
+
+
+def test_casia_optional_valid_split_is_separate(casia_full, tmp_path):
+    prepare_casia(casia_full, tmp_path / "out", valid_fraction=0.1)
+    for k in range(1, 5):
+        fold = tmp_path / "out" / f"fold_{k}"
+        train, valid = read_manifest(fold / "train.jsonl"), read_manifest(fold / "valid.jsonl")
+        want_train, _ = _emobox_casia_fold(k)
+        tk, vk = {r["key"] for r in train}, {r["key"] for r in valid}
+        assert not tk & vk and tk | vk == want_train  # valid comes out of EmoBox's train, nothing else
+        assert 60 <= len(valid) <= 120  # ~10 % of 900
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        prepare_casia(casia_full, tmp_path / "o2", valid_fraction=1.5)
 
 
 def test_emo_emilia_folder_reports_missing_clips(tmp_path):
@@ -111,6 +161,9 @@ def test_real_meld_csvs(shared_data):
 
 
 def test_real_emo_emilia_list(shared_data, tmp_path):
-    rows = prepare_emo_emilia(shared_data / "emo_emilia" / "Emo-Emilia-ALL.jsonl", tmp_path / "no-audio", tmp_path / "o")
+    (tmp_path / "no-audio").mkdir()
+    with pytest.raises(ValueError, match="no clip kept under --root .*no-audio"):
+        prepare_emo_emilia(shared_data / "emo_emilia" / "Emo-Emilia-ALL.jsonl", tmp_path / "no-audio", tmp_path / "o")
     rej = [json.loads(x) for x in (tmp_path / "o" / "rejects.jsonl").read_text().splitlines()]
-    assert rows == [] and len(rej) == 1400 and {x["reason"] for x in rej} == {"audio file missing"}
+    assert len(rej) == 1400 and {x["reason"] for x in rej} == {"audio file missing"}  # 1,400 unique keys
+    assert not (tmp_path / "o" / "test.jsonl").exists()

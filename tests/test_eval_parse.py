@@ -88,6 +88,20 @@ CASES = [
     ("happy or sad", None, "conflicting: happy, sad"),
     ("The speaker might be angry or afraid.", None, "conflicting: angry, fear"),
     ("既有高兴也有伤心", None, "conflicting: happy, sad"),
+    # two labels right after a conclusion marker, joined as a pair or as alternatives
+    ("Judging by the pitch, the emotion is happy or sad.", None, "conflicting: happy, sad"),
+    ("The emotion is either angry or afraid.", None, "conflicting: angry, fear"),
+    ("this speech conveys a happy and sad tone", None, "conflicting: happy, sad"),
+    ("这条语音的情感为生气和高兴", None, "conflicting: happy, angry"),
+    ("通过分析语音特征，推测情绪为伤心或害怕。", None, "conflicting: sad, fear"),
+    ("推测情绪为生气、厌恶", None, "conflicting: angry, disgust"),
+    # a truncated conclusion: the quoted transcript is not the answer
+    ('The speaker says, at a slow pace with a low pitch and a quiet voice: "I am so sad". From these cues, '
+     "the emotion is", None, "no label"),
+    ("Spoken by a girl with a low pitch, the phrase 'We used to be so happy' conveys", None, "no label"),
+    ("说话者以缓慢的语速、低沉的语调和轻柔的音量说道：“我真的好难过”。通过分析语音特征，推测情绪为", None, "no label"),
+    ('With a quiet voice and a low pitch that sound sad, the speaker says: "What a joy". The emotion is',
+     "sad", "ok"),
     # MELD-ish answers
     ("Joey sounds joyful here.", "happy", "ok"),
     ("Rachel is in a neutral mood.", "neutral", "ok"),

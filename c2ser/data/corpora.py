@@ -2,6 +2,9 @@
 
 Every function writes manifests (``c2ser.data.manifest`` format), a ``rejects.jsonl`` with one reason per
 skipped item, prints a summary (kept / rejected / per label), and skips work already done when re-run.
+Bad input raises a one-line ``ValueError`` / ``FileNotFoundError`` naming the file (the ``data_prep`` scripts print
+it and exit 1): a missing or non-UTF-8 list, a missing root, and an empty result (nothing kept: usually a wrong
+``--root``; the rejects file is still written). Audio with NaN/Inf samples is rejected.
 Keys and splits follow EmoBox where it has them (``meld-dia{D}_utt{U}-{split}``, ``casia-{id}-{speaker}-{emo}``).
 """
 from __future__ import annotations
@@ -11,10 +14,12 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
@@ -31,25 +36,69 @@ def _duration(path: Path) -> float:
     return round(info.frames / info.samplerate, 4)
 
 
+def _checked_audio(path: Path) -> tuple[float, int]:
+    """(duration s, sample rate) of a readable audio file with only finite samples; ``ValueError`` otherwise."""
+    dur = _duration(path)
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if not np.all(np.isfinite(data)):
+        raise ValueError("contains NaN or infinite samples")
+    return dur, sr
+
+
+def _read_text(path: str | Path, what: str) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+
+
+def _need_dir(root: Path, flag: str) -> None:
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: {flag} is not a directory")
+
+
+def _nothing_kept(rejects: Rejects, root: Path, source: str) -> ValueError:
+    """The error for an empty result (the rejects file is written first)."""
+    rejects.write()
+    if not rejects.items:
+        return ValueError(f"{source}: no clip found under --root {root}")
+    first = rejects.items[0]["reason"]
+    return ValueError(f"{source}: no clip kept under --root {root} ({len(rejects.items)} rejected, first: {first}; "
+                      f"see {rejects.path})")
+
+
 # ---- Emo-Emilia -------------------------------------------------------------------------------------------
 def prepare_emo_emilia(jsonl: str | Path, root: str | Path, out_dir: str | Path) -> list[dict]:
-    """``Emo-Emilia-ALL.jsonl`` + the folder holding the wavs → ``test.jsonl`` (the whole set is a test set)."""
+    """``Emo-Emilia-ALL.jsonl`` + the folder holding the wavs → ``test.jsonl`` (the whole set is a test set).
+    A key seen again keeps its first row; the later ones are rejected ("duplicate key")."""
     root, out = Path(root), Path(out_dir)
-    rejects, rows = Rejects(out / "rejects.jsonl"), []
-    lines = Path(jsonl).read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(tqdm(lines, desc="emo-emilia"), 1):
+    lines = _read_text(jsonl, "Emo-Emilia list").splitlines()
+    _need_dir(root, "--root")
+    rejects, rows, first_line = Rejects(out / "rejects.jsonl"), [], {}
+    for n, line in enumerate(tqdm(lines, desc="emo-emilia", disable=None), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
             key, raw = item["index"], item["emotion"]
+            if not isinstance(key, str) or not key:
+                raise TypeError("index")
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            rejects.add(f"line-{n}", jsonl, f"malformed line ({e.__class__.__name__})")
+            rejects.add(f"line-{n}", f"{jsonl}:{n}", f"malformed line ({e.__class__.__name__})")
             continue
+        if key in first_line:
+            rejects.add(key, f"{jsonl}:{n}", f"duplicate key (first kept from line {first_line[key]})")
+            continue
+        first_line[key] = n
         try:
             emotion = canonical("emo_emilia", raw)
-        except KeyError as e:
-            rejects.add(key, jsonl, e.args[0])
+        except (KeyError, AttributeError) as e:
+            rejects.add(key, f"{jsonl}:{n}", e.args[0] if isinstance(e, KeyError) else f"bad label {raw!r}")
             continue
         rel = str(item.get("wav", "")).replace("./Emo-Emilia/", "")
         candidates = [root / "wav" / f"{key}.wav", root / f"{key}.wav", root / rel]
@@ -58,17 +107,20 @@ def prepare_emo_emilia(jsonl: str | Path, root: str | Path, out_dir: str | Path)
             rejects.add(key, candidates[0], "audio file missing")
             continue
         try:
-            dur = _duration(wav)
+            dur, sr = _checked_audio(wav)
         except (RuntimeError, ValueError) as e:
             rejects.add(key, wav, f"unreadable audio ({e})")
             continue
-        rows.append(make_row(key=key, audio=str(wav), duration=dur, sample_rate=sf.info(str(wav)).samplerate,
+        rows.append(make_row(key=key, audio=str(wav), duration=dur, sample_rate=sr,
                              emotion=emotion, raw_emotion=raw, text=str(item.get("text", "")).strip(),
                              language="zh" if key.startswith("ZH") else "en", corpus="emo_emilia", split="test",
                              speaker=key.split("_")[1] if key.count("_") >= 2 else None))
+    if not rows:
+        raise _nothing_kept(rejects, root, str(jsonl))
     write_manifest(rows, out / "test.jsonl")
     rejects.write()
-    print(summary(rows, rejects, f"Emo-Emilia → {out}/test.jsonl"))
+    dups = sum(x["reason"].startswith("duplicate key") for x in rejects.items)
+    print(summary(rows, rejects, f"Emo-Emilia → {out}/test.jsonl") + f"; {dups} duplicate keys rejected")
     return rows
 
 
@@ -191,22 +243,28 @@ def prepare_meld(root: str | Path, out_dir: str | Path, workers: int = 4) -> dic
 CASIA_FOLDS = ["wangzhe", "zhaozuoxiang", "liuchanhg", "zhaoquanyin"]   # EmoBox order: fold_k tests speaker k
 
 
-def casia_valid(key: str, percent: int = 10) -> bool:
-    """Deterministic ~10 % validation subset of a fold's training speakers (by a hash of the key)."""
-    return zlib.crc32(key.encode()) % 100 < percent
+def casia_valid(key: str, fraction: float) -> bool:
+    """Deterministic validation subset (a ``fraction`` of the keys, by a CRC-32 of the key)."""
+    return zlib.crc32(key.encode()) % 10000 < round(fraction * 10000)
 
 
-def prepare_casia(root: str | Path, out_dir: str | Path) -> list[dict]:
-    """``speaker/emotion/id.wav`` → ``all.jsonl`` (zero-shot test) and ``fold_{1..4}/{train,valid,test}.jsonl``
-    (leave one speaker out, EmoBox order; valid = a fixed ~10 % of the training speakers' clips)."""
+def prepare_casia(root: str | Path, out_dir: str | Path, valid_fraction: float | None = None) -> list[dict]:
+    """``speaker/emotion/id.wav`` → ``all.jsonl`` (zero-shot test) and ``fold_{1..4}/{train,test}.jsonl``:
+    leave one speaker out in EmoBox's order, train = all clips of the other three speakers (900 of the 1,200),
+    exactly EmoBox's fold lists. EmoBox has no valid split; ``valid_fraction`` F (0 < F < 1) additionally writes
+    ``fold_k/valid.jsonl`` = a fixed F of those clips (CRC-32 of the key) and removes them from ``train.jsonl``,
+    so such folds are NOT comparable with EmoBox. Without it a stale ``valid.jsonl`` is deleted."""
+    if valid_fraction is not None and not 0 < valid_fraction < 1:
+        raise ValueError(f"--valid-fraction must be between 0 and 1 (exclusive), got {valid_fraction}")
     root, out = Path(root), Path(out_dir)
+    _need_dir(root, "--root")
     rejects, rows = Rejects(out / "rejects.jsonl"), []
-    for wav in tqdm(sorted(root.glob("*/*/*.wav")), desc="casia"):
+    for wav in tqdm(sorted(root.glob("*/*/*.wav")), desc="casia", disable=None):
         speaker, emo, cid = wav.parent.parent.name, wav.parent.name, wav.stem
         key = f"casia-{cid}-{speaker}-{emo}"
         try:
             emotion = canonical("casia", emo)
-            dur = _duration(wav)
+            dur, _ = _checked_audio(wav)
         except KeyError as e:
             rejects.add(key, wav, e.args[0])
             continue
@@ -215,13 +273,29 @@ def prepare_casia(root: str | Path, out_dir: str | Path) -> list[dict]:
             continue
         rows.append(make_row(key=key, audio=str(wav), duration=dur, sample_rate=16000, channel=1, emotion=emotion,
                              raw_emotion=emo, text="", language="zh", corpus="casia", split="test", speaker=speaker))
+    if not rows:
+        raise _nothing_kept(rejects, root, "CASIA")
     write_manifest(rows, out / "all.jsonl")
+    folds = []
     for k, test_spk in enumerate(CASIA_FOLDS, 1):
+        fold = out / f"fold_{k}"
         test = [dict(r, split=f"fold_{k}") for r in rows if r["speaker"] == test_spk]
         rest = [r for r in rows if r["speaker"] != test_spk]
-        write_manifest(test, out / f"fold_{k}" / "test.jsonl")
-        write_manifest([dict(r, split="valid") for r in rest if casia_valid(r["key"])], out / f"fold_{k}" / "valid.jsonl")
-        write_manifest([dict(r, split="train") for r in rest if not casia_valid(r["key"])], out / f"fold_{k}" / "train.jsonl")
+        if not test:
+            print(f"{root}: warning: no clips of {test_spk} (fold_{k} test speaker)", file=sys.stderr)
+        write_manifest(test, fold / "test.jsonl")
+        if valid_fraction is None:
+            (fold / "valid.jsonl").unlink(missing_ok=True)
+            train, valid = rest, []
+        else:
+            train = [r for r in rest if not casia_valid(r["key"], valid_fraction)]
+            valid = [dict(r, split="valid") for r in rest if casia_valid(r["key"], valid_fraction)]
+            write_manifest(valid, fold / "valid.jsonl")
+        write_manifest([dict(r, split="train") for r in train], fold / "train.jsonl")
+        folds.append(f"fold_{k} {len(train)}/{len(test)}" + (f"/{len(valid)}" if valid_fraction else ""))
     rejects.write()
-    print(summary(rows, rejects, f"CASIA → {out}/all.jsonl + 4 folds"))
+    note = (f"; valid = {valid_fraction:g} of train (folds NOT comparable with EmoBox)" if valid_fraction
+            else "; train = EmoBox fold lists, no valid split")
+    print(summary(rows, rejects, f"CASIA → {out}/all.jsonl + 4 folds")
+          + f"; train/test{'/valid' if valid_fraction else ''}: {', '.join(folds)}{note}")
     return rows

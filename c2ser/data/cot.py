@@ -1,25 +1,36 @@
 """Chain-of-thought targets built from measurements, as the C2SER paper describes.
 
+0. Check each row first (``check_row``): a canonical emotion label, a key and an audio path. Clips shorter
+   than ``MIN_SECONDS`` (0.3 s) cannot be measured (a 10 ms clip reads as 455 Hz and 350 syllables/s) and are
+   rejected, as are clips whose pitch, loudness or rate comes out non-finite (e.g. silence): such rows go to the
+   rejects file and never enter the statistics.
 1. Measure each clip: mean pitch (librosa YIN on voiced frames, Hz), loudness (pyloudnorm integrated LUFS;
    clips shorter than its 0.4 s block fall back to RMS dBFS), speaking rate (syllables per second of speech:
    vowel groups for English, characters for Chinese; speech time from an energy detector).
-2. Bin each measure low / medium / high at μ ± σ computed over the corpus (or per speaker: ``group_by``).
+2. Bin each measure low / medium / high at μ ± σ computed over the corpus (or per speaker: ``group_by``), or
+   over another manifest's measured rows (``style_stats`` of e.g. the training set, applied to the test set);
+   a group absent from those statistics uses their global μ ± σ.
 3. Fill a template (EN or ZH by the clip's language; the template is picked deterministically from the key):
    explicit = style + content + emotion, implicit = the emotion directly. An optional ``rewrite`` callable
    (e.g. :func:`hf_rewriter` with a local instruct LLM) may paraphrase the explicit sentence.
 """
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections import defaultdict
+from pathlib import Path
 from typing import Callable
 
 import librosa
 import numpy as np
 import pyloudnorm
 
-from c2ser.labels import EN_WORD, ZH_WORD
+from c2ser.labels import EMOTIONS, EN_WORD, ZH_WORD
+
+MIN_SECONDS = 0.3   # shorter clips are rejected: too few frames for pitch (YIN) and the speech-time detector
+MEASURES = (("pitch_hz", "pitch_bin"), ("loudness_lufs", "volume_bin"), ("rate", "pace_bin"))
 
 EN_TEMPLATES = [
     'The speaker says, at a {pace} pace with a {pitch} pitch and a {volume} voice: "{text}". '
@@ -40,6 +51,58 @@ WORDS = {"en": {"pace": {"low": "slow", "medium": "medium", "high": "fast"},
          "zh": {"pace": {"low": "缓慢", "medium": "中等", "high": "快速"},
                 "pitch": {"low": "低沉", "medium": "平稳", "high": "高昂"},
                 "volume": {"low": "轻柔", "medium": "中等", "high": "响亮"}}}
+
+
+def read_rows_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, row) of a JSON-lines manifest; a missing file, non-UTF-8 bytes or a malformed line raise
+    one-line ``FileNotFoundError`` / ``ValueError`` naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: a manifest line must be a JSON object")
+        rows.append((n, row))
+    return rows
+
+
+def check_row(row: dict) -> str | None:
+    """Why a manifest row cannot get CoT targets (None = fine): missing key/audio or a non-canonical emotion."""
+    missing = [f for f in ("key", "audio") if not row.get(f)]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if row.get("emotion") not in EMOTIONS:
+        return f"unknown emotion label {row.get('emotion')!r} (expected one of {', '.join(EMOTIONS)})"
+    return None
+
+
+def measurable(wav: np.ndarray, sr: int = 16000) -> str | None:
+    """Why a clip is too short to measure (None = long enough)."""
+    if len(wav) < MIN_SECONDS * sr:
+        return f"too short to measure ({len(wav) / sr:.3f} s < {MIN_SECONDS:g} s)"
+    return None
+
+
+def measurement_problem(style: dict | None) -> str | None:
+    """Why a measured style is unusable (None = every measure finite)."""
+    if not style:
+        return "not measured"
+    bad = [f"{f}={style.get(f)}" for f, _ in MEASURES
+           if not isinstance(style.get(f), (int, float)) or not np.isfinite(style[f])]
+    return f"measurement failed ({', '.join(bad)})" if bad else None
 
 
 def speech_seconds(wav: np.ndarray, sr: int = 16000) -> float:
@@ -79,18 +142,46 @@ def _bin(value: float, mu: float, sd: float) -> str:
     return "low" if value < mu - sd else "high" if value > mu + sd else "medium"
 
 
-def add_bins(rows: list[dict], group_by: str | None = None) -> None:
-    """Set style.{pitch,volume,pace}_bin at μ ± σ over the rows (or within each ``group_by`` value)."""
-    groups = defaultdict(list)
-    for r in rows:
-        groups[r.get(group_by) if group_by else None].append(r)
-    for members in groups.values():
-        for field, out in (("pitch_hz", "pitch_bin"), ("loudness_lufs", "volume_bin"), ("rate", "pace_bin")):
-            vals = np.array([m["style"][field] for m in members], dtype=float)
+def _number(x) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else float("nan")
+
+
+Stats = dict  # {"global": {field: (μ, σ)}, "groups": {group value: {field: (μ, σ)}}}
+
+
+def style_stats(rows: list[dict], group_by: str | None = None) -> Stats:
+    """μ ± σ of each measure over the rows' finite values, globally and within each ``group_by`` value."""
+    def stats(members):
+        out = {}
+        for field, _ in MEASURES:
+            vals = np.array([_number((m.get("style") or {}).get(field)) for m in members])
             ok = vals[np.isfinite(vals)]
-            mu, sd = (float(ok.mean()), float(ok.std())) if ok.size else (0.0, 0.0)
-            for m in members:
-                m["style"][out] = _bin(float(m["style"][field]), mu, sd)
+            out[field] = (float(ok.mean()), float(ok.std())) if ok.size else (0.0, 0.0)
+        return out
+
+    groups = defaultdict(list)
+    if group_by:
+        for r in rows:
+            groups[r.get(group_by)].append(r)
+    return {"global": stats(rows), "groups": {g: stats(m) for g, m in groups.items()}}
+
+
+def add_bins(rows: list[dict], group_by: str | None = None, stats: Stats | None = None) -> int:
+    """Set style.{pitch,volume,pace}_bin at μ ± σ: of ``stats`` (e.g. ``style_stats`` of the training set) or
+    of the rows themselves; within each ``group_by`` value when given, the global μ ± σ for a group absent from
+    ``stats``. Returns how many rows used that global fallback."""
+    stats = stats or style_stats(rows, group_by)
+    fallback = 0
+    for r in rows:
+        per = stats["global"]
+        if group_by:
+            if r.get(group_by) in stats["groups"]:
+                per = stats["groups"][r.get(group_by)]
+            else:
+                fallback += 1
+        for field, out in MEASURES:
+            r["style"][out] = _bin(float(r["style"][field]), *per[field])
+    return fallback
 
 
 def targets(row: dict, rewrite: Callable[[str, dict], str] | None = None) -> tuple[str, str]:

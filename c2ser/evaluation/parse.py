@@ -5,14 +5,18 @@ How an answer is read:
 1. Clause. Explicit chain-of-thought answers describe pitch, pace and content before concluding, and the
    description may name other emotions. Unless ``explicit=False``, the text after the *last* conclusion marker
    (``MARKERS``: "推测情绪为", "情感为", "the emotion is", "conveys a", "emotion:" ...) is parsed instead of the
-   whole text; without a marker the whole text is parsed.
+   whole text; without a marker the whole text is parsed. When nothing parses after the marker (a truncated
+   conclusion: "... the emotion is"), the text before it is read with quoted spans removed (``QUOTES``), so the
+   transcript a CoT answer quotes ("I am so sad") is never taken as the answer.
 2. Mentions. Every synonym of ``SYNONYMS_EN`` (whole words, case-insensitive, so "madam" is not "mad" and
    "unhappy" is sad, not happy) and ``SYNONYMS_ZH`` (substrings; the longest overlapping term wins, so "不开心"
    is sad) is located. A mention preceded by a simple negation ("not", "isn't", "never", "whether" within four words
    in the same clause; "不/没/没有/不是/并非/无/是否" right before, degree adverbs like "很" skipped) is dropped.
 3. Decision. One distinct label -> that label. Several -> if a marker was used and the first mention starts
    right after it (``NEAR_MARKER`` characters; "conveys a happy and slightly nervous tone") the first one
-   wins, otherwise the answer is ``conflicting``. None -> ``no label`` (refusals, off-topic text).
+   wins, unless the next other label is coordinated with it (``COORDINATED``: only "and"/"or"/"和"/"或"/"、"...
+   in between, or any "or"/"或"/"还是": "the emotion is happy or sad", "情感为生气和高兴" name two answers);
+   otherwise the answer is ``conflicting``. None -> ``no label`` (refusals, off-topic text).
 4. Allowed set. With ``allowed`` (a corpus's classes), a label outside it is kept but marked ``out-of-set``
    (e.g. "disgust" on CASIA), which scoring counts as an error.
 """
@@ -56,6 +60,11 @@ MARKERS: tuple[str, ...] = (
     r"\bconvey(?:s|ed|ing)?\b(?: an?\b)?",
 )
 NEAR_MARKER = 16  # characters: a first mention this close to the marker is the conclusion
+# Text between two label mentions that makes them two answers rather than a label and a nuance.
+COORDINATED = re.compile(r"^[\s,，]*(?:and|or|and/or|plus|/|&|、|和|与|及|以及|跟|同|并且|或|或者|或是|还是)?[\s,，]*$"
+                         r"|\bor\b|或|还是", re.IGNORECASE)
+# Quoted spans (the transcript inside a CoT answer), dropped when falling back to the text before the marker.
+QUOTES = re.compile(r'"[^"]*"|“[^”]*”|‘[^’]*’|「[^」]*」|『[^』]*』|(?<!\w)\'.*?\'(?!\w)', re.DOTALL)
 
 NEGATORS_EN = {"not", "no", "never", "neither", "nor", "without", "hardly", "barely", "nothing", "lacks", "cannot",
                "whether"}
@@ -104,12 +113,12 @@ def _negated_zh(before: str) -> bool:
     return s.endswith(NEGATORS_ZH)
 
 
-def _mentions(text: str) -> list[tuple[int, str]]:
-    """(start, label) of every non-negated mention, in text order."""
-    found: list[tuple[int, str]] = []
+def _mentions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, label) of every non-negated mention, in text order."""
+    found: list[tuple[int, int, str]] = []
     for m in _EN_RE.finditer(text):
         if not _negated_en(text[: m.start()]):
-            found.append((m.start(), _EN_LABEL[m.group(1).lower()]))
+            found.append((m.start(), m.end(), _EN_LABEL[m.group(1).lower()]))
     taken = [False] * len(text)
     for word, lab in _ZH_TERMS:  # longest first; a shorter term inside a longer match is ignored
         for m in re.finditer(re.escape(word), text):
@@ -117,8 +126,15 @@ def _mentions(text: str) -> list[tuple[int, str]]:
                 continue
             taken[m.start():m.end()] = [True] * len(word)
             if not _negated_zh(text[: m.start()]):
-                found.append((m.start(), lab))
+                found.append((m.start(), m.end(), lab))
     return sorted(found)
+
+
+def _coordinated(clause: str, found: list[tuple[int, int, str]]) -> bool:
+    """True when the first mention and the next mention of another label are joined as alternatives/a pair."""
+    first_end, first = found[0][1], found[0][2]
+    nxt = next(start for start, _, lab in found if lab != first)
+    return COORDINATED.search(clause[first_end:nxt]) is not None
 
 
 def parse_emotion(text: str, allowed: Sequence[str] | None = None, explicit: bool | None = None) -> ParseResult:
@@ -136,15 +152,16 @@ def parse_emotion(text: str, allowed: Sequence[str] | None = None, explicit: boo
         if last is not None:
             clause, marker_end = text[last.end():], 0
     found = _mentions(clause)
-    if not found and marker_end is not None:  # marker present but nothing after it: fall back to whole text
-        clause, marker_end, found = text, None, _mentions(text)
-    labels = list(dict.fromkeys(lab for _, lab in found))
+    if not found and marker_end is not None:  # nothing after the marker: the text before it, quotes removed
+        clause, marker_end = QUOTES.sub(" ", text[: last.start()]), None
+        found = _mentions(clause)
+    labels = list(dict.fromkeys(lab for _, _, lab in found))
     if not labels:
         return ParseResult(None, "no label")
     if len(labels) == 1:
         label, reason = labels[0], "ok"
-    elif marker_end is not None and found[0][0] - marker_end <= NEAR_MARKER:
-        label, reason = found[0][1], "ok (first after marker)"
+    elif marker_end is not None and found[0][0] - marker_end <= NEAR_MARKER and not _coordinated(clause, found):
+        label, reason = found[0][2], "ok (first after marker)"
     else:
         ordered = [e for e in EMOTIONS if e in labels]
         return ParseResult(None, "conflicting: " + ", ".join(ordered))

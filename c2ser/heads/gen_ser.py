@@ -3,6 +3,10 @@
 Training (spec gen_ser.md §1, §6): x0 = code of the label, x1 ~ N(0, I), t ~ U(0, 1) replaced by 1 with
 probability ``p_t1``, ``x_t = μ_t(x0, x1) + σ(t)·ε``; loss = ‖D(x_t, t, C) − x0‖² (+ λ·CE on cos(x̂0, E)/τ).
 Inference: the exact-integration bridge sampler (``bridge.py``), then cosine similarity to the class codes.
+Sampling noise is drawn per clip: clip i starts from a generator seeded by its key and ``cfg.seed``
+(``bridge.ClipNoise``), so its answer is the same alone, in any batch, in any order, and after a resumed run.
+Callers pass ``keys`` (manifest keys, file paths); without keys a clip's position in the call stands in for its
+key (then answers depend on the batching). An explicit ``generator`` draws one stream for the whole batch.
 
 The denoiser D is a small transformer over x_t split into tokens (256 → 8×32): time embedding → adaLN-Zero
 modulating self-attention and FFN, plain pre-norm cross-attention to Linear(cond_dim→d)(C) with a
@@ -18,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from c2ser.heads.bridge import bridge_sample
+from c2ser.heads.bridge import ClipNoise, bridge_sample
 from c2ser.heads.encoding import TaxonomyEncoding
 from c2ser.heads.schedules import Schedule
 
@@ -46,7 +50,7 @@ class GenSERConfig:
     tau: float = 0.1
     steps: int = 1               # default sampling steps
     boot_noise: bool = True      # z ~ N(0, I) in the boot step (False: z = 0)
-    seed: int = 0                # x1 / z seed used by predict() when no generator is given
+    seed: int = 0                # sampler seed: clip noise = f(seed, clip key) when no generator is given
 
 
 def timestep_embedding(t: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
@@ -179,23 +183,31 @@ class GenSERHead(nn.Module):
     @torch.no_grad()
     def generate(self, cond: Tensor, cond_mask: Tensor, steps: int | None = None,
                  generator: torch.Generator | None = None, boot_noise: bool | None = None,
-                 rho: float = 0.0) -> Tensor:
-        """The generated terminal sample x̂ (B, S·D)."""
+                 rho: float = 0.0, keys: Sequence[str] | None = None) -> Tensor:
+        """The generated terminal sample x̂ (B, S·D).
+        ``keys``: one id per clip, seeding that clip's noise (module docstring)."""
         cp, pad = self.encode_cond(cond, cond_mask)
+        B, shape = cp.shape[0], (cp.shape[0], self.encoding.total_dim)
+        noise_fn = None
         if generator is None:
-            generator = torch.Generator().manual_seed(self.cfg.seed)
-        x1 = torch.randn(cp.shape[0], self.encoding.total_dim, generator=generator).to(cp.device)
-        return bridge_sample(lambda x, t: self.denoise(x, t, cp, pad), x1, self.schedule,
+            if keys is not None and len(keys) != B:
+                raise ValueError(f"got {len(keys)} clip keys for a batch of {B}")
+            noise_fn = ClipNoise([str(i) for i in range(B)] if keys is None else keys, self.cfg.seed)
+            x1 = noise_fn(shape)
+        else:
+            x1 = torch.randn(shape, generator=generator)
+        return bridge_sample(lambda x, t: self.denoise(x, t, cp, pad), x1.to(cp.device), self.schedule,
                              steps or self.cfg.steps, generator,
-                             self.cfg.boot_noise if boot_noise is None else boot_noise, rho)
+                             self.cfg.boot_noise if boot_noise is None else boot_noise, rho, noise_fn)
 
     @torch.no_grad()
     def sample(self, cond: Tensor, cond_mask: Tensor, steps: int | None = None,
                generator: torch.Generator | None = None, allowed=None, boot_noise: bool | None = None,
-               rho: float = 0.0):
+               rho: float = 0.0, keys: Sequence[str] | None = None):
         """(pred_index, scores): single slot → (B,), (B, K); several slots → lists of those per slot.
-        ``allowed``: (K,) or (B, K) bool mask of permitted classes (one per slot for several slots)."""
-        x = self.generate(cond, cond_mask, steps, generator, boot_noise, rho)
+        ``allowed``: (K,) or (B, K) bool mask of permitted classes (one per slot for several slots).
+        ``keys``: one id per clip (its manifest key): the clip's noise, hence its answer, depends only on it."""
+        x = self.generate(cond, cond_mask, steps, generator, boot_noise, rho, keys)
         out = self.encoding.decide(x, allowed, self.cfg.tau)
         if self.encoding.num_slots == 1:
             return out[0]

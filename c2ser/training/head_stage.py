@@ -81,13 +81,19 @@ def conditioning(model, processor: C2SERProcessor, rows: list[dict], feature_dir
     return out
 
 
-def predict(head, conds: list[torch.Tensor], allowed: torch.Tensor | None, batch_size: int = 64, steps: int | None = None):
-    """(predicted indices, per-class scores) for cached conditioning."""
+def predict(head, conds: list[torch.Tensor], allowed: torch.Tensor | None, batch_size: int = 64,
+            steps: int | None = None, keys: list[str] | None = None):
+    """(predicted indices, per-class scores) for cached conditioning. ``keys`` (the clips' manifest keys) seed
+    each clip's Gen-SER noise, so a clip's answer does not depend on the batch, the order or a resume."""
+    if keys is not None and len(keys) != len(conds):
+        raise ValueError(f"got {len(keys)} keys for {len(conds)} clips")
     head.eval()
     preds, scores = [], []
     for i in range(0, len(conds), batch_size):
         x, m, _ = collate_features([(c, 0) for c in conds[i: i + batch_size]])
         kw = {"steps": steps} if steps else {}
+        if keys is not None:
+            kw["keys"] = keys[i: i + batch_size]
         p, s = head.predict(x, m, allowed=allowed, **kw)
         preds.append(p)
         scores.append(s)
@@ -136,7 +142,7 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True) -> Path:
     if cfg.valid_manifest:
         vrows = read_rows(cfg.valid_manifest)
         vconds = conditioning(model, processor, vrows, cfg.feature_dir, cfg.conditioning, progress)
-        pred, _ = predict(head, vconds, allowed_mask(cfg.labels, cfg.corpus))
+        pred, _ = predict(head, vconds, allowed_mask(cfg.labels, cfg.corpus), keys=[r["key"] for r in vrows])
         result["valid_accuracy"] = sum(cfg.labels[p] == r["emotion"] for p, r in zip(pred, vrows)) / len(vrows)
         print(f"head[{cfg.kind}] validation accuracy {result['valid_accuracy']:.3f} ({len(vrows)} clips)")
     final = out / "final"
@@ -177,7 +183,7 @@ def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_di
     model = load_model(head_dir)  # the head checkpoint carries its backbone
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
     conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
-    pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps)
+    pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps, keys=[r["key"] for r in todo])
     for r, p, s in zip(todo, pred, scores):
         writer.write({"key": r["key"], "label": cfg.labels[p], "mode": "gen-ser",
                       "scores": {lab: round(float(v), 4) for lab, v in zip(cfg.labels, s)},
