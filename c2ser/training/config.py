@@ -18,6 +18,7 @@ class DataConfig:
     spec_augment: bool = True
     num_workers: int = 0
     max_valid_clips: int = 200              # clips decoded for validation accuracy each epoch
+    max_reject_fraction: float = 0.05       # refuse to train when more of the manifest's rows are unusable
 
 
 @dataclass

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from c2ser.checkpoint import load_weights, save_checkpoint
 from c2ser.config import to_dict
+from c2ser.data.validate import validate_training_rows
 from c2ser.models.build import build_model
 from c2ser.models.processor import C2SERProcessor, to_device
 from c2ser.training.config import TrainConfig
@@ -62,7 +63,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, cfg.model.whisper.long_audio)
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
-    rows = read_rows(cfg.data.train_manifest)
+    rows = validate_training_rows(read_rows(cfg.data.train_manifest), cfg)  # bad rows → rejects.jsonl
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
