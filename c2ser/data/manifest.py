@@ -35,7 +35,7 @@ def make_row(**fields) -> dict:
 
 def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bool = False) -> list[dict]:
     """Rows of a manifest, each key once: a repeated key keeps its first row, the others are dropped with one
-    stderr line each (``PATH:LINE: duplicate key``) and appended to ``rejects`` ({key, source, reason}) if given.
+    stderr line each (``PATH:LINE: rejected: duplicate key ...``) and appended to ``rejects`` ({key, source, reason}) if given.
     Malformed lines (not UTF-8, not a JSON object) stop the read with one line naming the file and line."""
     rows, first_line = [], {}
     with open(path, "rb") as f:
@@ -56,7 +56,7 @@ def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bo
             if isinstance(key, str) and key in first_line:
                 reason = f"duplicate key {key!r} (first at line {first_line[key]}; the first row is kept)"
                 if not quiet:
-                    print(f"{path}:{i}: {reason}", file=sys.stderr)
+                    print(f"{path}:{i}: rejected: {reason}", file=sys.stderr)
                 if rejects is not None:
                     rejects.append({"key": key, "source": f"{path}:{i}", "reason": reason})
                 continue
