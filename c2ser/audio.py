@@ -3,6 +3,8 @@
 soundfile reads wav/flac/ogg (and mp3 with libsndfile ≥ 1.1); anything else (mp4, m4a, …) goes through ffmpeg.
 Channels are averaged *before* resampling (as C2SER's extraction did) unless one channel is selected
 (``channel`` is 1-indexed, EmoBox convention). Resampling uses soxr (high quality).
+Every problem is an :class:`AudioError` whose one-line message names the file: missing, a directory, unreadable,
+no samples, NaN/Inf samples, or shorter than ``MIN_SECONDS`` (25 ms: the shortest clip both encoders accept).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16000
+MIN_SECONDS = 0.025  # Emotion2Vec-S's receptive field (400 samples); Whisper's log-mel needs 320
 _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
 
@@ -41,9 +44,11 @@ def _read_ffmpeg(path: Path, sr: int, channel: int | None) -> np.ndarray:
 
 
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE, channel: int | None = None,
-               start: float | None = None, end: float | None = None) -> np.ndarray:
+               start: float | None = None, end: float | None = None, min_seconds: float = MIN_SECONDS) -> np.ndarray:
     """Read ``path`` as float32 mono at ``sr`` Hz, optionally one channel (1-indexed) and a [start, end) span in s."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     if path.suffix.lower() in _SOUNDFILE_EXT:
@@ -68,4 +73,7 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, channel: int | None = No
         raise AudioError(f"{path}: contains no audio samples")
     if not np.all(np.isfinite(wav)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
+    if wav.size < min_seconds * sr:
+        raise AudioError(f"{path}: {1000 * wav.size / sr:.0f} ms of audio is too short "
+                         f"(at least {1000 * min_seconds:g} ms needed)")
     return wav

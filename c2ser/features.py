@@ -1,13 +1,15 @@
 """Cached Emotion2Vec-S utterance features for a manifest: one ``<out_dir>/<key>.npy`` per clip.
 
 Each file is written to a temporary name and renamed (a killed run never leaves a half file); clips whose file
-exists are skipped (resume); unreadable or too-short clips go to ``<out_dir>/rejects.jsonl`` with the reason.
+exists are skipped (resume); rows without key/audio, unreadable or too-short clips (and the duplicate keys the
+caller passes in ``earlier_rejects``) go to ``<out_dir>/rejects.jsonl`` with the reason, one stderr line each.
 With ``batch_size=1`` (the default) the cached vectors are exactly what the model computes online (it also
 encodes one clip at a time); larger batches are faster and equal to it within float rounding (~1e-5).
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +30,27 @@ def load_cached_features(out_dir: str | Path, key: str) -> np.ndarray:
     return np.load(f)
 
 
+def _reject(rejects: Rejects, key, source: str, reason: str) -> None:
+    print(f"c2ser extract-features: rejected: {reason}", file=sys.stderr)
+    rejects.add(key, source, reason)
+
+
 def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str = "tokens", batch_size: int = 1,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, earlier_rejects: list[dict] = ()) -> dict:
     """Write features for every row; returns counts {written, skipped, rejected}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rejects = Rejects(out / "rejects.jsonl")
-    todo = [r for r in rows if not feature_path(out, r["key"]).is_file()]
+    rejects.items = list(earlier_rejects)
+    usable = []
+    for r in rows:
+        missing = [f for f in ("key", "audio") if not isinstance(r.get(f), str) or not r[f]]
+        if missing:
+            _reject(rejects, r.get("key"), r.get("audio") or "", f"row {r.get('key', '?')!r}: missing field "
+                    f"{', '.join(missing)}")
+        else:
+            usable.append(r)
+    todo = [r for r in usable if not feature_path(out, r["key"]).is_file()]
     todo.sort(key=lambda r: r.get("duration") or 0)  # similar lengths together: less padding
     written = 0
     for i in tqdm(range(0, len(todo), batch_size), disable=not progress, desc=f"emotion2vec[{mode}]"):
@@ -43,10 +59,11 @@ def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str =
             try:
                 wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
             except AudioError as e:
-                rejects.add(r["key"], r["audio"], str(e))
+                _reject(rejects, r["key"], r["audio"], str(e))
                 continue
             if len(wav) < encoder.cfg.receptive_field + (encoder.cfg.num_extra_tokens - 1) * encoder.cfg.hop:
-                rejects.add(r["key"], r["audio"], f"too short for 10 feature frames ({len(wav)} samples)")
+                _reject(rejects, r["key"], r["audio"],
+                        f"{r['audio']}: too short for 10 feature frames ({len(wav)} samples)")
                 continue
             chunk.append(r)
             wavs.append(wav)
@@ -59,7 +76,7 @@ def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str =
             os.replace(tmp, feature_path(out, r["key"]))
             written += 1
     rejects.write()
-    summary = {"written": written, "skipped": len(rows) - len(todo), "rejected": len(rejects.items)}
+    summary = {"written": written, "skipped": len(usable) - len(todo), "rejected": len(rejects.items)}
     print(f"features → {out}: written {summary['written']}, already there {summary['skipped']}, "
           f"rejected {summary['rejected']}" + (f" (see {rejects.path})" if rejects.items else ""))
     return summary

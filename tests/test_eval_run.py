@@ -50,3 +50,59 @@ def test_several_seeds_write_a_stability_report(setup, tmp_path):
     assert _eval(ckpt, corpus, tmp_path / "s", "--decoding", "sample", "--seeds", "0,1", "--limit", "4") == 0
     st = json.loads((tmp_path / "s" / "stability.json").read_text())
     assert st["runs"] == 2 and 0.0 <= st["flip_rate"] <= 1.0
+
+
+def test_a_predictions_file_from_another_checkpoint_is_refused(setup, tiny_models, tmp_path, capsys):
+    ckpt, corpus = setup
+    torch.manual_seed(1)
+    other = save_checkpoint(build_model(tiny_model_config(tiny_models)), tmp_path / "other")  # same config
+    out = tmp_path / "o"
+    assert _eval(ckpt, corpus, out, "--limit", "2") == 0
+    capsys.readouterr()
+    assert _eval(other, corpus, out, "--limit", "2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"c2ser eval: error: {out / 'predictions.jsonl'}: predictions from another run "
+                              "(different checkpoint, checkpoint_files)") and "--overwrite" in err[-1]
+    assert _eval(ckpt, corpus, out, "--limit", "3", "--decoding", "beam4") == 1  # other decoding
+    assert "different decoding" in capsys.readouterr().err
+    assert _eval(other, corpus, out, "--limit", "2", "--overwrite") == 0
+    fp = json.loads((out / "predictions.fingerprint.json").read_text())
+    assert fp["checkpoint"] == str(other.resolve()) and fp["mode"] == "implicit" and fp["corpus"] == "synthetic"
+
+
+def test_prediction_rows_never_hold_nan(tmp_path):
+    from c2ser.evaluation.predictions import PredictionWriter
+
+    with PredictionWriter(tmp_path / "p.jsonl") as w:
+        w.write({"key": "a", "label": "sad", "scores": {"sad": 1.0}})
+        with pytest.raises(ValueError, match=r"p.jsonl: clip 'b': NaN or infinite value"):
+            w.write({"key": "b", "label": "sad", "scores": {"sad": float("nan")}})
+    assert [r["key"] for r in read_predictions(tmp_path / "p.jsonl")] == ["a"]
+
+
+def test_eval_passes_the_model_flags_to_load_for_inference(setup, tmp_path, monkeypatch):
+    import c2ser.inference.loading as loading
+    ckpt, corpus = setup
+    seen = {}
+
+    def fake(checkpoint, ssl_checkpoint, device, overrides, qwen2_dir):
+        seen.update(checkpoint=checkpoint, ssl=ssl_checkpoint, device=device, overrides=overrides, qwen2=qwen2_dir)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(loading, "load_for_inference", fake)
+    official = tmp_path / "C2SER_llm.pt"
+    official.write_bytes(b"x")
+    assert main(["eval", "--checkpoint", f"official:{official}", "--qwen2-dir", "/q", "--ssl-checkpoint", "/e.pt",
+                 "--set", "llm.dtype=bfloat16", "--manifest", str(corpus["train"]), "--corpus", "synthetic",
+                 "--out", str(tmp_path / "x")]) == 1
+    assert seen == {"checkpoint": f"official:{official}", "ssl": "/e.pt", "device": "auto", "qwen2": "/q",
+                    "overrides": ["whisper.long_audio=crop", "llm.dtype=bfloat16"]}
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "cuda"), (False, "cpu")])
+def test_device_auto_picks_cuda_when_available(monkeypatch, cuda, expected):
+    from c2ser.inference.loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto") == expected and resolve_device(None) == expected
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"

@@ -64,7 +64,7 @@ def test_cli_batch_with_a_bad_file(setup):
     r = subprocess.run([sys.executable, "-m", "c2ser.cli", "predict", *files, "--checkpoint", str(ckpt),
                         "--ssl-features", str(feats), "--json", "--batch-size", "2", "--max-new-tokens", "12"],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 0, r.stderr  # non-zero only when nothing could be predicted
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["file"] for x in rows] == [str(clips[0]), str(clips[1])]
     assert rows[0]["text"] == _single(model, proc, clips[0], feats)

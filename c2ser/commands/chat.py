@@ -20,6 +20,14 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
+def _load(chat, path: str) -> None:
+    chat.load_audio(path)
+    print(f"loaded {path}")
+    if chat.cropped:
+        print(f"c2ser chat: warning: {path}: longer than 30 s, only the first 30 s are used (cropped)",
+              file=sys.stderr)
+
+
 def run(args) -> int:
     from c2ser.inference.chat import ChatSession
 
@@ -27,8 +35,7 @@ def run(args) -> int:
     chat = ChatSession(model, proc, args.mode, args.max_new_tokens, args.max_context, args.ssl_features)
     print(HELP)
     if args.audio:
-        chat.load_audio(args.audio)
-        print(f"loaded {args.audio}")
+        _load(chat, args.audio)
     while True:
         try:
             line = input("you> ")
@@ -40,8 +47,7 @@ def run(args) -> int:
             if cmd == "/quit":
                 return 0
             elif cmd == "/load":
-                chat.load_audio(rest.strip())
-                print(f"loaded {rest.strip()}")
+                _load(chat, rest.strip())
             elif cmd == "/mode":
                 chat.set_mode(rest.strip())
                 print(f"mode {chat.mode} (used for an empty first question)")
@@ -60,4 +66,4 @@ def run(args) -> int:
             print()
             return 0
         except (ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"c2ser chat: error: {e}", file=sys.stderr)

@@ -1,9 +1,20 @@
 """``c2ser eval``: evaluate a checkpoint on a manifest (deterministic greedy decoding by default)."""
 from __future__ import annotations
 
+from c2ser.commands._model_args import add_loading_arguments, model_overrides
+
+EPILOG = ("The manifest is checked first: unusable rows (missing field, label outside the corpus's label set, "
+          "unreadable / non-finite / too short audio, missing or bad cached features, duplicate keys) get one "
+          "stderr line each and go to OUT/rejects.jsonl; the others are evaluated. An existing OUT/predictions.jsonl "
+          "is resumed only when it was written by the same checkpoint, mode, decoding, manifest and corpus "
+          "(OUT/*.fingerprint.json); otherwise eval refuses unless --overwrite.")
+
 
 def add_arguments(p):
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory (e.g. exp/tiny/stage2/final)")
+    p.epilog = EPILOG
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint directory (e.g. exp/tiny/stage2/final), a head stage's output (gen-ser), "
+                        "or official:PATH/C2SER_llm.pt (with --qwen2-dir)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--corpus", required=True, help="label set to score with: emo_emilia, meld, casia, synthetic")
     p.add_argument("--out", required=True, help="output directory")
@@ -13,14 +24,17 @@ def add_arguments(p):
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several = stability report")
     p.add_argument("--group-by", help="report per value of this field too (language, fold, ...)")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--limit", type=int, help="evaluate the first N clips only")
+    p.add_argument("--overwrite", action="store_true", help="discard predictions already in --out and start over")
+    add_loading_arguments(p)
 
 
 def run(args):
     from c2ser.evaluation.run import evaluate
 
     r = evaluate(args.checkpoint, args.manifest, args.corpus, args.out, args.mode, args.feature_dir, args.decoding,
-                 [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device, args.limit)
+                 [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device, args.limit,
+                 overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint, qwen2_dir=args.qwen2_dir,
+                 overwrite=args.overwrite)
     print(f"{args.corpus} [{args.mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
           f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {args.out}")

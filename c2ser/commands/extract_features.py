@@ -8,13 +8,16 @@ def add_arguments(p):
     p.add_argument("--out-dir", required=True)
     p.add_argument("--mode", default="tokens", choices=["official", "tokens", "mean"])
     p.add_argument("--batch-size", type=int, default=1, help=">1 is faster; equal to the online path within ~1e-5")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda ...")
 
 
 def run(args):
     from c2ser.data.manifest import read_manifest
     from c2ser.encoders.emotion2vec import Emotion2VecS
     from c2ser.features import extract_features
+    from c2ser.inference.loading import resolve_device
 
-    encoder = Emotion2VecS.from_pretrained(args.checkpoint).to(args.device)
-    extract_features(read_manifest(args.manifest), encoder, args.out_dir, args.mode, args.batch_size)
+    dups: list[dict] = []  # duplicate keys: the first row is kept, the others are rejected
+    rows = read_manifest(args.manifest, dups)
+    encoder = Emotion2VecS.from_pretrained(args.checkpoint).to(resolve_device(args.device))
+    extract_features(rows, encoder, args.out_dir, args.mode, args.batch_size, earlier_rejects=dups)

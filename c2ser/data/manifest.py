@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from c2ser.labels import EMOTIONS
@@ -32,10 +33,17 @@ def make_row(**fields) -> dict:
     return {f: fields.get(f) for f in FIELDS}
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bool = False) -> list[dict]:
+    """Rows of a manifest, each key once: a repeated key keeps its first row, the others are dropped with one
+    stderr line each (``PATH:LINE: rejected: duplicate key ...``) and appended to ``rejects`` ({key, source, reason}) if given.
+    Malformed lines (not UTF-8, not a JSON object) stop the read with one line naming the file and line."""
+    rows, first_line = [], {}
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{i}: not UTF-8 text (re-encode the manifest as UTF-8)") from None
             if not line.strip():
                 continue
             try:
@@ -44,6 +52,16 @@ def read_manifest(path: str | Path) -> list[dict]:
                 raise ValueError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{i}: a manifest line must be a JSON object")
+            key = row.get("key")
+            if isinstance(key, str) and key in first_line:
+                reason = f"duplicate key {key!r} (first at line {first_line[key]}; the first row is kept)"
+                if not quiet:
+                    print(f"{path}:{i}: rejected: {reason}", file=sys.stderr)
+                if rejects is not None:
+                    rejects.append({"key": key, "source": f"{path}:{i}", "reason": reason})
+                continue
+            if isinstance(key, str):
+                first_line[key] = i
             rows.append(row)
     return rows
 
@@ -90,8 +108,11 @@ class Rejects:
         self.items.append({"key": key, "source": str(source), "reason": reason})
 
     def write(self) -> None:
+        """Atomically (several processes of one run may write the same file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in self.items))
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in self.items), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def summary(rows: list[dict], rejects: Rejects, name: str) -> str:

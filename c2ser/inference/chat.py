@@ -30,6 +30,7 @@ class ChatSession:
         self.eos_id = model.tokenizer.eos_token_id  # decoding stops here
         self.speech = None      # (S, H) cached speech embeddings of the loaded clip
         self.path = None
+        self.cropped = False    # the loaded clip is over 30 s: only its first 30 s were encoded
         self.turns: list[tuple[torch.Tensor, torch.Tensor]] = []  # (question ids, answer ids)
 
     def set_mode(self, mode: str) -> None:
@@ -42,11 +43,12 @@ class ChatSession:
 
     @torch.no_grad()
     def load_audio(self, path: str) -> None:
-        """Encode a clip (once) and start a new conversation about it."""
+        """Encode a clip (once) and start a new conversation about it; ``self.cropped`` says if it was over 30 s."""
         item = audio_item(path, self.model, self.ssl_features)
         batch = to_device(self.processor.collate([dict(item, prompt="")]), self.model.device)
         speech, lengths = self.model._speech(batch)
         self.speech, self.path = speech[0, : int(lengths[0])], str(path)
+        self.cropped = bool(item.get("cropped"))
         self.reset()
 
     def _ids(self, text: str) -> torch.Tensor:

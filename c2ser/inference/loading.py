@@ -4,6 +4,7 @@ files into model items (waveform + optional precomputed Emotion2Vec-S features).
 ``checkpoint`` is either a c2ser checkpoint directory (``exp/stage2/...``) or ``official:<path/to/C2SER_llm.pt>``
 (then ``qwen2_dir`` names the local Qwen2-7B directory; Whisper dims are Whisper-medium's).
 SSL features: online with ``ssl_checkpoint`` (Emotion2Vec-S), or ``<ssl_features>/<stem>.npy`` per file.
+Devices: ``"auto"`` (the commands' default) is CUDA when available, else CPU (:func:`resolve_device`).
 """
 from __future__ import annotations
 
@@ -12,13 +13,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2ser.audio import load_audio
+from c2ser.audio import SAMPLE_RATE, load_audio
+from c2ser.data.validate import check_ssl_file
 from c2ser.models.processor import C2SERProcessor
 
+MAX_SECONDS = 30.0  # the Whisper encoder's window
 
-def load_for_inference(checkpoint: str, ssl_checkpoint: str | None = None, device: str = "cpu",
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``"auto"`` (or None) → ``"cuda"`` when a GPU is usable, else ``"cpu"``; anything else is returned as is."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_for_inference(checkpoint: str, ssl_checkpoint: str | None = None, device: str = "auto",
                        overrides: list[str] | tuple = (), qwen2_dir: str | None = None):
-    """Return ``(model, processor)`` in eval mode on ``device``."""
+    """Return ``(model, processor)`` in eval mode on ``device`` (``"auto"``: CUDA when available)."""
     overrides = list(overrides)
     if ssl_checkpoint:
         overrides.append(f"ssl.checkpoint={ssl_checkpoint}")
@@ -40,7 +51,7 @@ def load_for_inference(checkpoint: str, ssl_checkpoint: str | None = None, devic
         from c2ser.checkpoint import load_model
 
         model = load_model(checkpoint, overrides)
-    model = model.to(device).eval()
+    model = model.to(resolve_device(device)).eval()
     return model, C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
 
 
@@ -50,10 +61,18 @@ def needs_ssl_features(model) -> bool:
 
 
 def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) -> dict:
-    """Read one file into an item for :meth:`C2SERProcessor.collate` (no prompt); one-line errors naming the file."""
+    """Read one file into an item for :meth:`C2SERProcessor.collate` (no prompt); one-line errors naming the file.
+
+    A clip over 30 s is an error with ``whisper.long_audio=error``; with ``crop`` the item has ``cropped: True``
+    (only its first 30 s reach the Whisper encoder) so callers can say so.
+    """
     path = Path(path)
     wav = load_audio(str(path))
-    item = {"wav": wav, "key": str(path)}
+    seconds = len(wav) / SAMPLE_RATE
+    if seconds > MAX_SECONDS and model.cfg.whisper.long_audio == "error":
+        raise ValueError(f"{path}: {seconds:.1f} s is longer than the encoder's {MAX_SECONDS:g} s "
+                         "(--long-audio crop keeps the first 30 s)")
+    item = {"wav": wav, "key": str(path), "cropped": seconds > MAX_SECONDS}
     if needs_ssl_features(model):
         if ssl_features is None:
             raise ValueError(f"{path}: this model needs Emotion2Vec-S features: pass --ssl-checkpoint "
@@ -61,6 +80,9 @@ def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) 
         f = Path(ssl_features) / f"{path.stem}.npy"
         if not f.is_file():
             raise FileNotFoundError(f"{path}: no SSL features at {f}")
+        problem = check_ssl_file(f, (model.cfg.ssl.num_tokens, model.cfg.ssl.dim))  # unreadable, NaN/Inf, shape
+        if problem:
+            raise ValueError(f"{path}: {problem}")
         ssl = np.load(f).astype(np.float32)
         if ssl.shape != (model.cfg.ssl.num_tokens, model.cfg.ssl.dim):
             raise ValueError(f"{f}: SSL features of shape {ssl.shape}, expected "

@@ -1,6 +1,10 @@
 """Emotion prediction for audio files: batched generation (implicit/explicit prompts) or a Gen-SER head, per-file
 errors kept apart (a bad file never stops the others), and label-word scores from the LLM's next-token probabilities.
 
+Every file is read and checked (:func:`c2ser.inference.loading.audio_item`) before any batching, so a bad file
+gets its own one-line error and the good ones are predicted; should a batch still fail, its clips are retried one
+at a time so only the culprit fails.
+
 Label-word scores (used by the web demo when no head exists): after ``[implicit prompt][BOS S W EOS]`` the prefix
 ``"The emotion of this speech is"`` is appended; the score of a class is the softmax, over the seven classes, of the
 logit of the first token of ``" <word>"`` at the next position.
@@ -27,6 +31,7 @@ class Prediction:
     text: str = ""
     scores: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    cropped: bool = False  # longer than 30 s: only the first 30 s were heard
 
 
 def parse_label(text: str) -> str | None:
@@ -47,7 +52,8 @@ def read_items(paths: list[str], model, ssl_features=None) -> tuple[list[tuple[s
         try:
             ok.append((p, audio_item(p, model, ssl_features)))
         except (ValueError, FileNotFoundError, OSError) as e:
-            bad.append(Prediction(file=p, error=str(e).splitlines()[0]))
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            bad.append(Prediction(file=p, error=msg if str(p) in msg else f"{p}: {msg}"))
     return ok, bad
 
 
@@ -60,20 +66,32 @@ def predict_files(model, processor, paths: list[str], mode: str = "implicit", ba
     ok, bad = read_items(paths, model, ssl_features)
     results = {p.file: p for p in bad}
     for chunk in _chunks(ok, batch_size):
-        items = [dict(it, prompt=PROMPTS[mode]) for _, it in chunk]
         try:
-            batch = to_device(processor.collate(items), model.device)
-            if head is not None:
-                outs = [(max(s, key=s.get), "", s) for s in head_scores(head, model, batch)]
-            else:
-                outs = [(parse_label(t), t, {}) for t in model.generate(batch, **gen)]
-        except (ValueError, RuntimeError) as e:
-            for p, _ in chunk:
-                results[p] = Prediction(file=p, error=f"{p}: {str(e).splitlines()[0]}")
+            outs = _predict_chunk(model, processor, chunk, mode, head, gen)
+        except (ValueError, RuntimeError):
+            for one in chunk:  # find the culprit: one clip at a time
+                results.update(_predict_or_error(model, processor, [one], mode, head, gen))
             continue
-        for (p, _), (label, text, scores) in zip(chunk, outs):
-            results[p] = Prediction(file=p, emotion=label, text=text, scores=scores)
+        for (p, it), (label, text, scores) in zip(chunk, outs):
+            results[p] = Prediction(file=p, emotion=label, text=text, scores=scores, cropped=it.get("cropped", False))
     return [results[p] for p in paths]
+
+
+def _predict_chunk(model, processor, chunk, mode, head, gen) -> list[tuple]:
+    items = [dict(it, prompt=PROMPTS[mode]) for _, it in chunk]
+    batch = to_device(processor.collate(items), model.device)
+    if head is not None:
+        return [(max(s, key=s.get), "", s) for s in head_scores(head, model, batch)]
+    return [(parse_label(t), t, {}) for t in model.generate(batch, **gen)]
+
+
+def _predict_or_error(model, processor, chunk, mode, head, gen) -> dict[str, Prediction]:
+    [(p, it)] = chunk
+    try:
+        [(label, text, scores)] = _predict_chunk(model, processor, chunk, mode, head, gen)
+    except (ValueError, RuntimeError) as e:
+        return {p: Prediction(file=p, error=f"{p}: {str(e).splitlines()[0]}")}
+    return {p: Prediction(file=p, emotion=label, text=text, scores=scores, cropped=it.get("cropped", False))}
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from c2ser.checkpoint import load_weights, save_checkpoint
 from c2ser.config import to_dict
+from c2ser.data.validate import validate_training_rows
 from c2ser.models.build import build_model
 from c2ser.models.processor import C2SERProcessor, to_device
 from c2ser.training.config import TrainConfig
@@ -62,7 +63,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, cfg.model.whisper.long_audio)
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
-    rows = read_rows(cfg.data.train_manifest)
+    rows = validate_training_rows(read_rows(cfg.data.train_manifest), cfg)  # bad rows → rejects.jsonl
     rows, too_long = split_by_duration(rows, cfg.data.max_duration)
     if too_long:
         acc.print(f"{cfg.data.train_manifest}: {len(too_long)} clips longer than data.max_duration="
