@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from c2ser.audio import AudioError, load_audio
 from c2ser.data.manifest import Rejects
+from c2ser.safe_io import load_features_npy
 
 
 def feature_path(out_dir: str | Path, key: str) -> Path:
@@ -25,7 +26,7 @@ def load_cached_features(out_dir: str | Path, key: str) -> np.ndarray:
     f = feature_path(out_dir, key)
     if not f.is_file():
         raise FileNotFoundError(f"{f}: no cached features for clip {key!r}")
-    return np.load(f)
+    return load_features_npy(f)
 
 
 def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str = "tokens", batch_size: int = 1,
