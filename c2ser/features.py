@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from c2ser.audio import AudioError, load_audio
 from c2ser.data.manifest import Rejects
+from c2ser.safe_io import load_features_npy
 
 
 def feature_path(out_dir: str | Path, key: str) -> Path:
@@ -27,7 +28,7 @@ def load_cached_features(out_dir: str | Path, key: str) -> np.ndarray:
     f = feature_path(out_dir, key)
     if not f.is_file():
         raise FileNotFoundError(f"{f}: no cached features for clip {key!r}")
-    return np.load(f)
+    return load_features_npy(f)
 
 
 def _reject(rejects: Rejects, key, source: str, reason: str) -> None:

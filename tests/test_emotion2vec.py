@@ -130,8 +130,12 @@ def test_a_checkpoint_cannot_run_code(tmp_path, ckpt):
     marker = tmp_path / "pwned"
     state["extra_state"] = {"payload": _Exploit(marker), "np": np.float64(3.0)}
     torch.save(state, tmp_path / "evil.pt")
-    model = load_emotion2vec(tmp_path / "evil.pt", verbose=False)
-    assert not marker.exists() and isinstance(model, Emotion2VecS)
+    with pytest.raises(ValueError, match=r"evil.pt: refused to load: the file asks for posix.system"):
+        load_emotion2vec(tmp_path / "evil.pt", verbose=False)
+    assert not marker.exists()
+    state["extra_state"] = {"np": np.float64(3.0), "arr": np.arange(3)}  # fairseq bookkeeping still loads
+    torch.save(state, tmp_path / "numpy.pt")
+    assert isinstance(load_emotion2vec(tmp_path / "numpy.pt", verbose=False), Emotion2VecS)
 
 
 def test_official_layout_full_size_loads_with_no_missing_or_unexpected_keys(shared_data, tmp_path):

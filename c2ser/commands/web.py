@@ -1,24 +1,32 @@
-"""``c2ser web``: the local gradio demo (binds to 127.0.0.1 unless --host says otherwise)."""
+"""``c2ser web``: the local gradio demo (binds to 127.0.0.1 unless --host says otherwise; SIGTERM closes it)."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from c2ser.commands._model_args import add_model_arguments, load_from_args
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes the demo)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="reject larger uploads")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="the server refuses larger uploads")
     add_model_arguments(p)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # gradio's wait loop closes the server on it, as on Ctrl-C
 
 
 def run(args) -> int:
     from c2ser.inference.web import DemoBackend, launch
 
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     model, proc = load_from_args(args)
     head = Path(args.checkpoint) / "head"
     backend = DemoBackend(model, proc, head if head.is_dir() else None, args.ssl_features, args.max_upload_mb,
                           args.max_new_tokens)
+    signal.signal(signal.SIGTERM, _interrupt)
     launch(backend, args.host, args.port)
     return 0

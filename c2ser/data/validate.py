@@ -26,16 +26,14 @@ TARGET_FIELDS = {"explicit": ("explicit_target",), "implicit": ("implicit_target
 
 def check_ssl_file(f: Path, shape: tuple[int, int] | None) -> str | None:
     """Why the cached features at ``f`` are unusable (one line naming ``f``), or None."""
+    from c2ser.safe_io import load_features_npy
+
     if not f.is_file():
         return f"{f}: no cached Emotion2Vec-S features (run c2ser extract-features)"
     try:
-        x = np.load(f, allow_pickle=False)
-    except Exception as e:  # truncated file, not a .npy, pickled object...
-        return f"{f}: unreadable .npy ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    if shape is not None and tuple(x.shape) != tuple(shape):
-        return f"{f}: SSL features of shape {tuple(x.shape)}, expected {tuple(shape)}"
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        return f"{f}: SSL features contain NaN or infinite values"
+        load_features_npy(f, shape)
+    except ValueError as e:
+        return str(e)
     return None
 
 

@@ -2,10 +2,8 @@
 
 Accepted: the official fairseq ``checkpoint.pt`` (``{"cfg": ..., "model": state_dict, ...}``), a FunASR model
 directory (``model.pt`` + ``config.yaml``), or a bare state dict. Files are read with
-``torch.load(weights_only=True)``; when that refuses a fairseq training checkpoint (its ``cfg``/``extra_state``
-can hold numpy or argparse objects), a restricted unpickler is used instead: only tensor-rebuilding functions
-and a few plain containers are resolved, every other global becomes an inert placeholder, so nothing in the
-file is ever executed.
+:func:`c2ser.safe_io.load_torch_file` (``weights_only=True`` plus the few numpy / argparse / omegaconf types that
+fairseq bookkeeping holds); a file that asks for anything else is refused with one line, nothing in it runs.
 
 The encoder config is read from ``cfg.model`` / ``model_conf`` when present and checked against (or, without a
 config, inferred from) the tensor shapes. Decoder (pre-training), ``_ema`` and classifier (``proj``) keys are
@@ -13,7 +11,6 @@ dropped and reported; a missing encoder key is an error naming the file.
 """
 from __future__ import annotations
 
-import pickle
 import re
 import sys
 from pathlib import Path
@@ -21,52 +18,9 @@ from pathlib import Path
 import torch
 
 from c2ser.encoders.emotion2vec import Emotion2VecConfig, Emotion2VecS
+from c2ser.safe_io import load_torch_file
 
 AUDIO = "modality_encoders.AUDIO."
-_ALLOWED = {
-    ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-    ("torch._utils", "_rebuild_tensor"), ("torch", "Size"), ("torch", "float16"), ("torch", "float32"),
-    ("torch", "bfloat16"), ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
-    ("numpy", "dtype"), ("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
-}
-
-
-class _Inert:
-    """Stands in for any global a checkpoint names that is not on the allow-list; does nothing."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return _Inert()
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED or (module == "torch" and name.endswith("Storage")):
-            return super().find_class(module, name)
-        return _Inert
-
-
-class restricted_pickle:  # a "pickle module" for torch.load(pickle_module=...)
-    Unpickler = RestrictedUnpickler
-    load = pickle.load
-    __name__ = "restricted_pickle"
-
-
-def safe_torch_load(path: str | Path):
-    """``torch.load`` that never executes code from the file."""
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def _state_dict(obj, path) -> dict:
@@ -140,9 +94,14 @@ def load_emotion2vec(path: str | Path, normalize: bool = False, verbose: bool = 
         path = path / "model.pt"
     elif not path.is_file():
         raise FileNotFoundError(f"{path}: Emotion2Vec-S checkpoint not found")
-    obj = safe_torch_load(path)
-    if isinstance(obj, dict) and isinstance(obj.get("cfg"), dict):
-        model_cfg = obj["cfg"].get("model") or model_cfg
+    obj = load_torch_file(path)
+    cfg = obj.get("cfg") if isinstance(obj, dict) else None
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):  # some fairseq versions save the OmegaConf object itself
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
+        model_cfg = cfg["model"] or model_cfg
     sd = _state_dict(obj, path)
     cfg = config_from(sd, model_cfg, path)
     cfg.normalize = normalize

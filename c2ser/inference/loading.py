@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from c2ser.audio import SAMPLE_RATE, load_audio
-from c2ser.data.validate import check_ssl_file
 from c2ser.models.processor import C2SERProcessor
 
 MAX_SECONDS = 30.0  # the Whisper encoder's window
@@ -80,12 +78,8 @@ def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) 
         f = Path(ssl_features) / f"{path.stem}.npy"
         if not f.is_file():
             raise FileNotFoundError(f"{path}: no SSL features at {f}")
-        problem = check_ssl_file(f, (model.cfg.ssl.num_tokens, model.cfg.ssl.dim))  # unreadable, NaN/Inf, shape
-        if problem:
-            raise ValueError(f"{path}: {problem}")
-        ssl = np.load(f).astype(np.float32)
-        if ssl.shape != (model.cfg.ssl.num_tokens, model.cfg.ssl.dim):
-            raise ValueError(f"{f}: SSL features of shape {ssl.shape}, expected "
-                             f"({model.cfg.ssl.num_tokens}, {model.cfg.ssl.dim})")
+        from c2ser.safe_io import load_features_npy
+
+        ssl = load_features_npy(f, expected_shape=(model.cfg.ssl.num_tokens, model.cfg.ssl.dim))
         item["ssl"] = torch.from_numpy(ssl)
     return item

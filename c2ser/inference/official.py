@@ -168,13 +168,12 @@ def official_model_config(qwen2_dir: str, whisper: str = "medium", dtype: str = 
 
 def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     """The file's tensors, memory-mapped (nothing is read until a tensor's data is used)."""
+    from c2ser.safe_io import load_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: official checkpoint not found")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise ValueError(f"{path}: cannot read as a tensor state dict ({type(e).__name__}: {e})") from None
+    sd = load_torch_file(path, "C2SER checkpoint")  # weights only; memory-mapped (zip): no second 16 GB copy
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -2,11 +2,14 @@
 
 Scores come from a Gen-SER head when the checkpoint has one (``head/``), otherwise from the LLM's next-token
 probabilities of the label words after the implicit prompt (:func:`c2ser.inference.predict.label_word_scores`).
-Uploads that are not readable audio or larger than ``max_upload_mb`` are rejected with a one-line message.
-Serve on 127.0.0.1 only (the default of :func:`launch`).
+Uploads larger than ``max_upload_mb`` are refused by the server itself (gradio's ``max_file_size``: the upload
+request gets HTTP 413); files that are not readable audio get a one-line message.
+Serves on 127.0.0.1 only (the default of :func:`launch`); no usage analytics are sent.
 """
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 from c2ser.inference.chat import ChatSession
@@ -21,9 +24,12 @@ class DemoBackend:
 
     def __init__(self, model, processor, head_dir=None, ssl_features=None, max_upload_mb: float = 20.0,
                  max_new_tokens: int = 128):
+        if not max_upload_mb > 0:
+            raise ValueError(f"the upload limit must be a positive number of MB, got {max_upload_mb}")
         self.model, self.processor = model, processor
         self.head = load_head(head_dir) if head_dir and Path(head_dir).is_dir() else None
-        self.ssl_features, self.max_bytes, self.max_new_tokens = ssl_features, max_upload_mb * 2**20, max_new_tokens
+        self.max_bytes = int(max_upload_mb * 2**20)  # whole bytes: gradio takes an int (or a "20mb" string)
+        self.ssl_features, self.max_new_tokens = ssl_features, max_new_tokens
         self.chat = ChatSession(model, processor, "explicit", max_new_tokens, ssl_features=ssl_features)
 
     def check_upload(self, path) -> None:
@@ -31,7 +37,7 @@ class DemoBackend:
             raise ValueError("no audio: upload or record a clip first")
         size = Path(path).stat().st_size
         if size > self.max_bytes:
-            raise ValueError(f"{Path(path).name}: {size / 2**20:.1f} MB is over the {self.max_bytes / 2**20:.0f} MB limit")
+            raise ValueError(f"{Path(path).name}: {size / 2**20:.1f} MB is over the {self.max_bytes / 2**20:g} MB limit")
 
     def analyze(self, path) -> tuple[str, dict[str, float], str]:
         """(emotion, per-class scores, explicit reasoning) for a clip; also starts a chat about it."""
@@ -70,7 +76,7 @@ def build_demo(backend: DemoBackend):
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         return "", history
 
-    with gr.Blocks(title="C2SER demo") as demo:
+    with gr.Blocks(title="C2SER demo", analytics_enabled=False) as demo:
         gr.Markdown("# C2SER: speech emotion with reasoning")
         audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
         button = gr.Button("Analyze", elem_id="analyze")
@@ -85,7 +91,16 @@ def build_demo(backend: DemoBackend):
 
 
 def launch(backend: DemoBackend, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    """Serve the page; with ``block`` wait until interrupted (Ctrl-C / SIGTERM), then close the server."""
     demo = build_demo(backend)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, share=False,
                 max_file_size=backend.max_bytes)
+    if block:
+        try:
+            while demo.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("c2ser web: interrupted, closing the server", file=sys.stderr)
+        finally:
+            demo.close()
     return demo

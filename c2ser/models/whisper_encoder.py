@@ -103,7 +103,9 @@ class WhisperEncoder(nn.Module):
     def from_pretrained(cls, name_or_path: str, download_root: str | None = None, **kw) -> "WhisperEncoder":
         """Load from an openai-whisper checkpoint file or model name (``medium``, ``large-v3``, …)."""
         path = _resolve_checkpoint(name_or_path, download_root)
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from c2ser.safe_io import load_torch_file
+
+        ckpt = load_torch_file(path, "Whisper checkpoint")
         if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
             raise ValueError(f"{path}: not an openai-whisper checkpoint (expected keys 'dims', 'model_state_dict')")
         d = ckpt["dims"]

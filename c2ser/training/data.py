@@ -27,10 +27,12 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
+    from c2ser.safe_io import load_features_npy
+
     f = Path(feature_dir) / f"{key}.npy"
     if not f.is_file():
         raise FileNotFoundError(f"{f}: no Emotion2Vec-S features for clip {key!r} (run feature extraction)")
-    return np.load(f).astype(np.float32)
+    return load_features_npy(f)
 
 
 class ManifestDataset(torch.utils.data.Dataset):
