@@ -63,8 +63,8 @@ def main():
             naive.append(time.perf_counter() - t)
             chat.ask("")
     c, n = statistics.median(cached), statistics.median(naive)
-    print(f"| size | device | new tokens | cached turn (s) | naive turn (s) | naive / cached |")
-    print(f"|---|---|---|---|---|---|")
+    print("| size | device | new tokens | cached turn (s) | naive turn (s) | naive / cached |")
+    print("|---|---|---|---|---|---|")
     print(f"| {args.size} | {args.device} | {args.new_tokens} | {c:.4f} | {n:.4f} | {n / c:.2f}x |")
 
 

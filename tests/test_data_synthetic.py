@@ -1,6 +1,5 @@
 """The synthetic corpus (deterministic, prosody measurable), CoT labels, and the manifest format."""
 import hashlib
-import json
 
 import numpy as np
 import pytest

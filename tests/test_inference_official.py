@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from c2ser.inference import official
-from c2ser.inference.official import BOS_ROW, EOS_ROW, convert_state_dict, load_official, map_key
+from c2ser.inference.official import convert_state_dict, load_official, map_key
 from c2ser.models.build import build_model
 from c2ser.models.processor import C2SERProcessor
 from c2ser.prompts import IMPLICIT_PROMPT
-from c2ser.testing import official_names, official_state_dict, tiny_model_config
+from c2ser.testing import official_state_dict, tiny_model_config
 
 LAYOUT = "layouts/c2ser_llm_official_state_dict.json"
 OFFICIAL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"]

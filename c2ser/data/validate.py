@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from c2ser.audio import SAMPLE_RATE, AudioError, load_audio
