@@ -16,7 +16,6 @@ import argparse
 import collections
 import re
 import typing
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,8 @@ def load_torch_file(path: str | Path, what: str = "checkpoint"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
-    is_zip = zipfile.is_zipfile(path)
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"  # torch's own test for the zip format (mmap needs it)
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)

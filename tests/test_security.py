@@ -155,6 +155,17 @@ def test_fairseq_bookkeeping_types_are_allowed(tmp_path, e2v, fmt):
     assert model.cfg.norm_eps == 1e-5 and len(model.blocks) == 2
 
 
+def test_numpy1_module_names_are_allowed(tmp_path):
+    """A checkpoint written under numpy 1.x names ``numpy.core.multiarray`` (numpy 2: ``numpy._core``)."""
+    torch.save({"best": np.float64(0.25), "arr": np.arange(3.0)}, tmp_path / "n2.pt",
+               _use_new_zipfile_serialization=False)
+    raw = (tmp_path / "n2.pt").read_bytes()
+    assert b"numpy._core.multiarray" in raw
+    (tmp_path / "n1.pt").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    obj = load_torch_file(tmp_path / "n1.pt")
+    assert obj["best"] == 0.25 and obj["arr"].tolist() == [0.0, 1.0, 2.0]
+
+
 def test_unreadable_torch_files_are_one_line(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match=r"^\S*junk.pt: not a readable PyTorch checkpoint \(.+\)$"):
