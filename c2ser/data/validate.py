@@ -125,7 +125,7 @@ def validate_training_rows(rows: list[dict], cfg) -> list[dict]:
     shape = (ssl.num_tokens, ssl.dim) if ssl.enabled and cfg.data.feature_dir else None
     kept, rejects = validate_rows(rows, REQUIRED + TARGET_FIELDS[cfg.task], EMOTIONS,
                                   cfg.data.feature_dir if ssl.enabled else None, shape,
-                                  long_audio=cfg.model.whisper.long_audio)
+                                  check_audio=cfg.data.check_audio, long_audio=cfg.model.whisper.long_audio)
     report(kept, dups + rejects, Path(cfg.output_dir) / "rejects.jsonl", "c2ser train", printed=len(dups))
     total = len(kept) + len(dups) + len(rejects)
     limit = cfg.data.max_reject_fraction

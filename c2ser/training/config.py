@@ -19,6 +19,8 @@ class DataConfig:
     num_workers: int = 0
     max_valid_clips: int = 200              # clips decoded for validation accuracy each epoch
     max_duration: float | None = 30.0       # seconds; longer training clips are left out (counted in the log)
+    check_audio: bool = True                # decode every clip up front (readable, finite, ≥ 25 ms); rows failing go
+                                            # to rejects. Off for corpora already checked (validate-manifest --audio)
     max_reject_fraction: float = 0.05       # refuse to train when more of the manifest's rows are unusable
 
 

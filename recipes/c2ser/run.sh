@@ -99,7 +99,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     for split in valid test; do
       [ -f $data/$c/$split.jsonl ] || continue
       python data_prep/cot_labels.py --manifest $data/$c/$split.jsonl --out $data/$c/$split.cot.jsonl $group \
-        --stats-from $data/$c/train.jsonl
+        --stats-from $data/$c/train.cot.jsonl
     done
   done
   cat $(for c in $train_corpora; do echo $data/$c/train.cot.jsonl; done) > $data/train.jsonl
