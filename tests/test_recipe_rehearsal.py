@@ -1,34 +1,13 @@
 """The GPU recipe rehearsed on CPU: ``recipes/c2ser/run.sh --size tiny`` end to end, from fake raw corpora to the
-results table, with the recipe's own launch config (DeepSpeed ZeRO-2, bf16, 2 processes over gloo); then every
-command block of the README runs against its outputs (tests/readme_commands.py)."""
+results table, with the recipe's own launch config (DeepSpeed ZeRO-2, bf16, 2 processes over gloo). The run itself
+is the session fixture ``rehearsal`` (conftest.py); tests/test_readme_commands.py runs the README against it."""
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def recipe_env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1",
-               TORCH_EXTENSIONS_DIR=str(REPO / ".torch_extensions"), PYTHONPATH=str(REPO))
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
-@pytest.fixture(scope="session")
-def rehearsal(tmp_path_factory):
-    """Run the whole tiny recipe once; returns (exp dir, its console output)."""
-    exp = tmp_path_factory.mktemp("rehearsal") / "exp"
-    proc = subprocess.run(["bash", "recipes/c2ser/run.sh", "--size", "tiny", "--exp", str(exp)], cwd=REPO,
-                          env=recipe_env(), capture_output=True, text=True, timeout=1500)
-    out = proc.stdout + proc.stderr
-    (exp.parent / "recipe.log").write_text(out)
-    assert proc.returncode == 0, out[-6000:]
-    return exp, out
+from conftest import recipe_env
 
 
 def test_every_stage_ran_and_the_results_table_has_every_system(rehearsal):

@@ -15,8 +15,10 @@ def add_arguments(p):
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint directory (e.g. exp/tiny/stage2/final), a head stage's output (gen-ser), "
                         "or official:PATH/C2SER_llm.pt (with --qwen2-dir)")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--corpus", required=True, help="label set to score with: emo_emilia, meld, casia, synthetic")
+    p.add_argument("--manifest", required=True, nargs="+",
+                   help="test manifest(s); several are evaluated with one model load, into OUT/<corpus>")
+    p.add_argument("--corpus", required=True, nargs="+",
+                   help="label set to score each manifest with: emo_emilia, meld, casia, synthetic (one per manifest)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--mode", default="implicit", choices=["implicit", "explicit", "gen-ser"])
     p.add_argument("--feature-dir", help="cached Emotion2Vec-S features")
@@ -30,11 +32,24 @@ def add_arguments(p):
 
 
 def run(args):
+    from pathlib import Path
+
     from c2ser.evaluation.run import evaluate
 
-    r = evaluate(args.checkpoint, args.manifest, args.corpus, args.out, args.mode, args.feature_dir, args.decoding,
-                 [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device, args.limit,
-                 overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint, qwen2_dir=args.qwen2_dir,
-                 overwrite=args.overwrite)
-    print(f"{args.corpus} [{args.mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
-          f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {args.out}")
+    if len(args.manifest) != len(args.corpus):
+        raise ValueError(f"{len(args.manifest)} manifests but {len(args.corpus)} corpora: give one --corpus each")
+    several = len(args.manifest) > 1
+    loaded = None
+    if several and args.mode != "gen-ser":
+        from c2ser.inference.loading import load_for_inference
+
+        loaded = load_for_inference(args.checkpoint, args.ssl_checkpoint, args.device, model_overrides(args),
+                                    args.qwen2_dir)
+    for manifest, corpus in zip(args.manifest, args.corpus):
+        out = str(Path(args.out) / corpus) if several else args.out
+        r = evaluate(args.checkpoint, manifest, corpus, out, args.mode, args.feature_dir, args.decoding,
+                     [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device,
+                     args.limit, overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint,
+                     qwen2_dir=args.qwen2_dir, overwrite=args.overwrite, loaded=loaded)
+        print(f"{corpus} [{args.mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
+              f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {out}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    p.add_argument("manifest")
+    p.add_argument("manifest", nargs="+", help="manifest(s): one encoder load for all of them")
     p.add_argument("--checkpoint", required=True, help="Emotion2Vec-S checkpoint.pt or FunASR model directory")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--mode", default="tokens", choices=["official", "tokens", "mean"])
@@ -17,7 +17,8 @@ def run(args):
     from c2ser.features import extract_features
     from c2ser.inference.loading import resolve_device
 
-    dups: list[dict] = []  # duplicate keys: the first row is kept, the others are rejected
-    rows = read_manifest(args.manifest, dups)
     encoder = Emotion2VecS.from_pretrained(args.checkpoint).to(resolve_device(args.device))
-    extract_features(rows, encoder, args.out_dir, args.mode, args.batch_size, earlier_rejects=dups)
+    for manifest in args.manifest:
+        dups: list[dict] = []  # duplicate keys: the first row is kept, the others are rejected
+        rows = read_manifest(manifest, dups)
+        extract_features(rows, encoder, args.out_dir, args.mode, args.batch_size, earlier_rejects=dups)

@@ -56,7 +56,9 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
              feature_dir: str | None = None, decoding: str = "greedy", seeds: list[int] = (0,),
              group_by: str | None = None, max_new_tokens: int = 128, device: str = "auto",
              limit: int | None = None, overrides: list[str] | tuple = (), ssl_checkpoint: str | None = None,
-             qwen2_dir: str | None = None, overwrite: bool = False) -> dict:
+             qwen2_dir: str | None = None, overwrite: bool = False, loaded: tuple | None = None) -> dict:
+    """Evaluate ``checkpoint`` on ``manifest``; ``loaded`` = a ``(model, processor)`` already loaded from it
+    (several test sets, one model load)."""
     from c2ser.data.manifest import read_manifest
     from c2ser.data.validate import report, validate_rows
     from c2ser.labels import corpus_classes
@@ -79,7 +81,8 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
         else:
             from c2ser.inference.loading import load_for_inference
 
-            model, processor = load_for_inference(str(checkpoint), ssl_checkpoint, device, overrides, qwen2_dir)
+            model, processor = loaded or load_for_inference(str(checkpoint), ssl_checkpoint, device, overrides,
+                                                            qwen2_dir)
             cfg = model.cfg
         ssl_dir = feature_dir if cfg.ssl.enabled and cfg.ssl.checkpoint is None else None
         kept, rejects = validate_rows(rows, EVAL_REQUIRED, corpus_classes(corpus), ssl_dir,

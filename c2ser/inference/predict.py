@@ -81,7 +81,8 @@ def _predict_chunk(model, processor, chunk, mode, head, gen) -> list[tuple]:
     items = [dict(it, prompt=PROMPTS[mode]) for _, it in chunk]
     batch = to_device(processor.collate(items), model.device)
     if head is not None:
-        return [(max(s, key=s.get), "", s) for s in head_scores(head, model, batch)]
+        keys = [it["key"] for _, it in chunk]
+        return [(max(s, key=s.get), "", s) for s in head_scores(head, model, batch, keys)]
     return [(parse_label(t), t, {}) for t in model.generate(batch, **gen)]
 
 
@@ -121,11 +122,12 @@ def load_head(head_dir: str | Path | None):
 
 
 @torch.no_grad()
-def head_scores(head, model, batch: dict) -> list[dict[str, float]]:
+def head_scores(head, model, batch: dict, keys: list[str] | None = None) -> list[dict[str, float]]:
     """Per-clip class probabilities from a head conditioned on the LLM prefix hidden states.
 
     Heads follow ``c2ser.heads``: ``GenSERHead.sample(cond, cond_mask)`` / ``CEHead.predict(cond, cond_mask)`` →
-    ``(pred_index (B,), scores (B, K))`` for one slot; class names in ``head.label_sets[0]``.
+    ``(pred_index (B,), scores (B, K))`` for one slot; class names in ``head.label_sets[0]``. ``keys`` name the
+    clips: a Gen-SER head draws each clip's noise from its key, so an answer never depends on the batch.
     """
     if getattr(head, "conditioning", "llm") == "adapter":
         hidden, lengths = model.encode_speech(batch["mel"], batch["mel_lengths"], batch.get("ssl"))
@@ -133,6 +135,6 @@ def head_scores(head, model, batch: dict) -> list[dict[str, float]]:
     else:
         hidden, mask = model.prefix_hidden_states(batch)
     run = head.sample if hasattr(head, "sample") else head.predict
-    _, scores = run(hidden.float(), mask)
+    _, scores = run(hidden.float(), mask, keys=keys)
     classes = head.label_sets[0]
     return [{c: float(p) for c, p in zip(classes, row)} for row in scores]

@@ -45,7 +45,7 @@ class DemoBackend:
         item = audio_item(path, self.model, self.ssl_features)  # AudioError (ValueError) for non-audio
         if self.head is not None:
             batch = to_device(self.processor.collate([dict(item, prompt=PROMPTS["gen-ser"])]), self.model.device)
-            scores = head_scores(self.head, self.model, batch)[0]
+            scores = head_scores(self.head, self.model, batch, [item["key"]])[0]
         else:
             scores = label_word_scores(self.model, self.processor, item)
         batch = to_device(self.processor.collate([dict(item, prompt=PROMPTS["explicit"])]), self.model.device)

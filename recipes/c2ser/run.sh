@@ -70,6 +70,7 @@ train_conf() { echo "--config $conf/model.yaml --config $conf/$1.yaml $size_conf
 test_manifest() {  # the measured (chain-of-thought) version when there is one: style descriptions get scored
   case $1 in casia) echo $data/casia/all.jsonl ;; *) [ -f $data/$1/test.cot.jsonl ] && echo $data/$1/test.cot.jsonl \
     || echo $data/$1/test.jsonl ;; esac; }
+test_manifests() { for c in $test_corpora; do test_manifest $c; done; }
 common="data.train_manifest=$data/train.jsonl data.valid_manifest=$data/valid.jsonl data.feature_dir=$feats
   model.whisper.name_or_path=$whisper model.llm.name_or_path=$llm seed=$seed"
 
@@ -116,9 +117,8 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "== stage 3: Emotion2Vec-S utterance features (eval mode, one .npy per clip)"
-  for m in $data/train.jsonl $data/valid.jsonl $(for c in $test_corpora; do test_manifest $c; done); do
-    c2ser extract-features $m --checkpoint $emotion2vec --out-dir $feats --mode tokens
-  done
+  c2ser extract-features $data/train.jsonl $data/valid.jsonl $(test_manifests) --checkpoint $emotion2vec \
+    --out-dir $feats --mode tokens
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -132,13 +132,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "== stage 6: evaluation (greedy decoding, deterministic)"
+  echo "== stage 6: evaluation (greedy decoding, deterministic; one model load per checkpoint and mode)"
   for s in stage1 stage2; do
     for mode in explicit implicit; do
-      for c in $test_corpora; do
-        c2ser eval --checkpoint $exp/$s/final --manifest $(test_manifest $c) --corpus $c --feature-dir $feats \
-          --mode $mode --group-by language --out $exp/eval/$s-$mode/$c
-      done
+      c2ser eval --checkpoint $exp/$s/final --manifest $(test_manifests) --corpus $test_corpora \
+        --feature-dir $feats --mode $mode --group-by language --out $exp/eval/$s-$mode
     done
   done
 fi
@@ -156,20 +154,16 @@ fi
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "== stage 8: evaluation of the heads (one denoiser pass for Gen-SER; no text decoding)"
   for head in gen_ser ce; do
-    for c in $test_corpora; do
-      c2ser eval --checkpoint $exp/head_$head/final --manifest $(test_manifest $c) --corpus $c \
-        --feature-dir $feats --mode gen-ser --group-by language --out $exp/eval/head-$head/$c
-    done
+    c2ser eval --checkpoint $exp/head_$head/final --manifest $(test_manifests) --corpus $test_corpora \
+      --feature-dir $feats --mode gen-ser --group-by language --out $exp/eval/head-$head
   done
 fi
 
 if [ $stage -le 9 ] && [ $stop_stage -ge 9 ] && [ "$official" != none ]; then
   echo "== stage 9: the released C2SER checkpoint, with the release's prompts (Emotion2Vec-S online)"
-  for c in $test_corpora; do
-    c2ser eval --checkpoint official:$official --qwen2-dir $official_qwen2 --ssl-checkpoint $emotion2vec \
-      $official_set --manifest $(test_manifest $c) --corpus $c --mode implicit --group-by language \
-      --out $exp/eval/official-implicit/$c
-  done
+  c2ser eval --checkpoint official:$official --qwen2-dir $official_qwen2 --ssl-checkpoint $emotion2vec \
+    $official_set --manifest $(test_manifests) --corpus $test_corpora --mode implicit --group-by language \
+    --out $exp/eval/official-implicit
 fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
