@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(COMMANDS[name][0])
     cmd_parser = argparse.ArgumentParser(prog=f"c2ser {name}", description=COMMANDS[name][1])
     mod.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
+    args = cmd_parser.parse_intermixed_args(argv[1:])  # options and key=value overrides in any order
     try:
         return int(mod.run(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as e:  # user errors: one clear line, no traceback

@@ -23,9 +23,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from c2ser.audio import AudioError, load_audio
-from c2ser.data.cot import (add_bins, check_row, hf_rewriter, measurable, measure, measurement_problem,
-                            read_rows_numbered, style_stats, targets)
-from c2ser.data.manifest import Rejects, summary, write_manifest
+from c2ser.data.cot import (add_bins, check_row, hf_rewriter, measurable, measure, measurement_problem, style_stats,
+                            targets)
+from c2ser.data.manifest import Rejects, read_rows_numbered, summary, write_manifest
 
 SHOW_LABEL_ERRORS = 5  # stderr lines for unknown labels; the rest are counted (all are in the rejects file)
 

@@ -16,11 +16,9 @@
 """
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from collections import defaultdict
-from pathlib import Path
 from typing import Callable
 
 import librosa
@@ -51,32 +49,6 @@ WORDS = {"en": {"pace": {"low": "slow", "medium": "medium", "high": "fast"},
          "zh": {"pace": {"low": "缓慢", "medium": "中等", "high": "快速"},
                 "pitch": {"low": "低沉", "medium": "平稳", "high": "高昂"},
                 "volume": {"low": "轻柔", "medium": "中等", "high": "响亮"}}}
-
-
-def read_rows_numbered(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, row) of a JSON-lines manifest; a missing file, non-UTF-8 bytes or a malformed line raise
-    one-line ``FileNotFoundError`` / ``ValueError`` naming the file (and line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: a manifest line must be a JSON object")
-        rows.append((n, row))
-    return rows
 
 
 def check_row(row: dict) -> str | None:

@@ -33,11 +33,13 @@ def make_row(**fields) -> dict:
     return {f: fields.get(f) for f in FIELDS}
 
 
-def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bool = False) -> list[dict]:
-    """Rows of a manifest, each key once: a repeated key keeps its first row, the others are dropped with one
-    stderr line each (``PATH:LINE: rejected: duplicate key ...``) and appended to ``rejects`` ({key, source, reason}) if given.
-    Malformed lines (not UTF-8, not a JSON object) stop the read with one line naming the file and line."""
-    rows, first_line = [], {}
+def read_rows_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, row) of a JSON-lines manifest; a missing file, non-UTF-8 bytes or a malformed line raise
+    one-line ``FileNotFoundError`` / ``ValueError`` naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    rows = []
     with open(path, "rb") as f:
         for i, raw in enumerate(f, 1):
             try:
@@ -52,17 +54,27 @@ def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bo
                 raise ValueError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{i}: a manifest line must be a JSON object")
-            key = row.get("key")
-            if isinstance(key, str) and key in first_line:
-                reason = f"duplicate key {key!r} (first at line {first_line[key]}; the first row is kept)"
-                if not quiet:
-                    print(f"{path}:{i}: rejected: {reason}", file=sys.stderr)
-                if rejects is not None:
-                    rejects.append({"key": key, "source": f"{path}:{i}", "reason": reason})
-                continue
-            if isinstance(key, str):
-                first_line[key] = i
-            rows.append(row)
+            rows.append((i, row))
+    return rows
+
+
+def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bool = False) -> list[dict]:
+    """Rows of a manifest, each key once: a repeated key keeps its first row, the others are dropped with one
+    stderr line each (``PATH:LINE: rejected: duplicate key ...``) and appended to ``rejects`` ({key, source, reason}) if given.
+    Malformed lines (not UTF-8, not a JSON object) stop the read with one line naming the file and line."""
+    rows, first_line = [], {}
+    for i, row in read_rows_numbered(path):
+        key = row.get("key")
+        if isinstance(key, str) and key in first_line:
+            reason = f"duplicate key {key!r} (first at line {first_line[key]}; the first row is kept)"
+            if not quiet:
+                print(f"{path}:{i}: rejected: {reason}", file=sys.stderr)
+            if rejects is not None:
+                rejects.append({"key": key, "source": f"{path}:{i}", "reason": reason})
+            continue
+        if isinstance(key, str):
+            first_line[key] = i
+        rows.append(row)
     return rows
 
 

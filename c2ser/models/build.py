@@ -13,7 +13,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def load_tokenizer(cfg: LLMConfig):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:  # not a local directory and not downloadable (offline): one clear line
+        raise FileNotFoundError(f"LLM {cfg.name_or_path!r}: cannot load its tokenizer "
+                                f"({str(e).splitlines()[0]}); give a local HF directory (llm.name_or_path)") from None
     if cfg.eos_token is not None:
         if cfg.eos_token not in tok.get_vocab():
             raise ValueError(f"{cfg.name_or_path}: llm.eos_token={cfg.eos_token!r} is not a token of the tokenizer")
@@ -32,8 +36,12 @@ def load_llm(cfg: LLMConfig):
 
     if cfg.dtype not in DTYPES:
         raise ValueError(f"llm.dtype={cfg.dtype!r}: expected one of {sorted(DTYPES)}")
-    llm = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=DTYPES[cfg.dtype],
-                                               trust_remote_code=cfg.trust_remote_code)
+    try:
+        llm = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=DTYPES[cfg.dtype],
+                                                   trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise FileNotFoundError(f"LLM {cfg.name_or_path!r}: cannot load it ({str(e).splitlines()[0]}); "
+                                "give a local HF directory (llm.name_or_path)") from None
     llm.generation_config = GenerationConfig()
     if cfg.gradient_checkpointing:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -77,7 +77,12 @@ def _resolve_checkpoint(name_or_path: str, download_root: str | None) -> Path:
 
     if name_or_path in whisper._MODELS:
         root = download_root or str(Path("~/.cache/whisper").expanduser())
-        return Path(whisper._download(whisper._MODELS[name_or_path], root, in_memory=False))
+        try:
+            return Path(whisper._download(whisper._MODELS[name_or_path], root, in_memory=False))
+        except Exception as e:  # noqa: BLE001 - offline machine, proxy, disk: one clear line
+            raise FileNotFoundError(f"Whisper {name_or_path!r}: not in {root} and the download failed "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                    "give a local checkpoint file (model.whisper.name_or_path=PATH)") from None
     raise FileNotFoundError(f"{name_or_path}: not a Whisper checkpoint file nor a model name "
                             f"({', '.join(sorted(whisper._MODELS))})")
 

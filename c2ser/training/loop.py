@@ -57,17 +57,17 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     out = Path(cfg.output_dir)
     acc = make_accelerator(cfg)
     set_seed(cfg.seed)
+    rows = validate_training_rows(read_rows(cfg.data.train_manifest), cfg)  # bad rows → rejects.jsonl
+    rows, too_long = split_by_duration(rows, cfg.data.max_duration)
+    if too_long:
+        acc.print(f"{cfg.data.train_manifest}: {len(too_long)} clips longer than data.max_duration="
+                  f"{cfg.data.max_duration:g} s left out (kept {len(rows)}), e.g. {too_long[0]['key']!r}")
     model = build_model(cfg.model)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, cfg.model.whisper.long_audio)
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
-    rows = validate_training_rows(read_rows(cfg.data.train_manifest), cfg)  # bad rows → rejects.jsonl
-    rows, too_long = split_by_duration(rows, cfg.data.max_duration)
-    if too_long:
-        acc.print(f"{cfg.data.train_manifest}: {len(too_long)} clips longer than data.max_duration="
-                  f"{cfg.data.max_duration:g} s left out (kept {len(rows)}), e.g. {too_long[0]['key']!r}")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
