@@ -23,7 +23,7 @@ BAD_AUDIO = ("missing", "directory", "not_audio", "ms10", "ms21", "nan", "inf")
 BAD_NPY = ("npy_corrupt", "npy_nan", "npy_shape")
 REASONS = {"missing": "file not found", "directory": "is a directory", "not_audio": "unreadable audio",
            "ms10": "too short", "ms21": "too short", "nan": "NaN or infinite", "inf": "NaN or infinite",
-           "npy_corrupt": "unreadable .npy", "npy_nan": "NaN or infinite", "npy_shape": "of shape",
+           "npy_corrupt": "not a readable .npy", "npy_nan": "NaN or Inf", "npy_shape": "of shape",
            "duplicate": "duplicate key", "label": ("not in the label set", "unknown emotion"),
            "field": ("missing field", "missing emotion"), "long": "is longer than"}
 

@@ -142,9 +142,11 @@ def test_casia_tree_and_folds(built):
     assert len(rows) == 24 and {r["emotion"] for r in rows} == SEVEN - {"disgust"}
     assert "casia-201-liuchanhg-surprise" in {r["key"] for r in rows}
     for k, spk in enumerate(CASIA_FOLDS, 1):
-        fold = {s: read_manifest(data / "casia" / f"fold_{k}" / f"{s}.jsonl") for s in ("train", "valid", "test")}
+        fold = {s: read_manifest(data / "casia" / f"fold_{k}" / f"{s}.jsonl") for s in ("train", "test")}
         assert {r["speaker"] for r in fold["test"]} == {spk} and len(fold["test"]) == 6
-        assert len(fold["train"]) + len(fold["valid"]) == 18 and spk not in {r["speaker"] for r in fold["train"]}
+        # EmoBox folds: train = every clip of the other three speakers (no validation carved out)
+        assert len(fold["train"]) == 18 and spk not in {r["speaker"] for r in fold["train"]}
+        assert not (data / "casia" / f"fold_{k}" / "valid.jsonl").exists()
 
 
 def test_emo_emilia_list_and_manifest(built):

@@ -1,12 +1,13 @@
 """The output-head stage on a frozen tiny backbone: trains, saves, and evaluates through ``c2ser eval``."""
 import json
+import shutil
 
 import pytest
 import torch
 
 from c2ser.checkpoint import save_checkpoint
 from c2ser.cli import main
-from c2ser.evaluation.predictions import read_predictions
+from c2ser.evaluation.predictions import fingerprint_path, read_predictions
 from c2ser.models.build import build_model
 from c2ser.testing import make_toy_corpus, tiny_model_config
 from c2ser.training.head_stage import HeadStageConfig, load_head, train_head_stage
@@ -61,6 +62,9 @@ def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models
         if prefill is not None:
             out.mkdir()
             (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefill))
+            # an interrupted run of the same evaluation: its fingerprint is there too
+            shutil.copy(fingerprint_path(tmp_path / "full" / "predictions.jsonl"),
+                        fingerprint_path(out / "predictions.jsonl"))
         assert main(["eval", "--checkpoint", str(final), "--manifest", str(m), "--corpus", "synthetic",
                      "--feature-dir", str(corpus["features"]), "--mode", "gen-ser", "--out", str(out)]) == 0
         return {r["key"]: (r["label"], r["scores"]) for r in read_predictions(out / "predictions.jsonl")}

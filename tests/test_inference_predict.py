@@ -79,7 +79,7 @@ class _StandInHead(torch.nn.Module):
         self.label_sets = [list(classes)]
         self.lin = torch.nn.Linear(dim, len(classes))
 
-    def predict(self, cond, cond_mask):
+    def predict(self, cond, cond_mask, keys=None):
         m = cond_mask.unsqueeze(-1).float()
         p = self.lin((cond * m).sum(1) / m.sum(1)).softmax(-1)
         return p.argmax(-1), p

@@ -12,12 +12,23 @@ from c2ser.training.head_stage import HeadStageConfig
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
-@pytest.mark.parametrize("recipe", ["tiny", "c2ser"])
+SIZES = {"full": [], "tiny": ["c2ser/conf/tiny.yaml"], "demo": ["c2ser/conf/tiny.yaml", "tiny/conf/demo_{stage}.yaml"]}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("stage,task", [("stage1", "explicit"), ("stage2", "distill")])
-def test_stage_configs_load(recipe, stage, task):
-    conf = RECIPES / recipe / "conf"
-    cfg = load_config(TrainConfig, [conf / "model.yaml", conf / f"{stage}.yaml"], ["data.train_manifest=x.jsonl"])
+def test_stage_configs_load_at_every_size(size, stage, task):
+    """The recipe's configs in the order run.sh merges them: model, stage, then the size overlay(s)."""
+    files = [RECIPES / "c2ser/conf/model.yaml", RECIPES / f"c2ser/conf/{stage}.yaml"]
+    files += [RECIPES / f.format(stage=stage) for f in SIZES[size]]
+    full = load_config(TrainConfig, files[:2], ["data.train_manifest=x.jsonl"])
+    cfg = load_config(TrainConfig, files, ["data.train_manifest=x.jsonl"])
     assert cfg.task == task and cfg.model.lora.enabled
+    # a size changes widths and step counts only: the stage's task, data filters and eos stay the full recipe's
+    assert (cfg.data.max_duration, cfg.data.check_audio, cfg.model.llm.eos_token) == \
+        (full.data.max_duration, full.data.check_audio, full.model.llm.eos_token)
+    if size == "tiny":  # the CI rehearsal keeps the GPU path's precision (DeepSpeed casts to bf16 anyway)
+        assert cfg.model.llm.dtype == "bfloat16"
 
 
 def test_full_size_config_is_the_official_setting():
@@ -29,9 +40,10 @@ def test_full_size_config_is_the_official_setting():
     assert cfg.model.whisper.name_or_path == "medium" and cfg.model.llm.dtype == "bfloat16"
 
 
-@pytest.mark.parametrize("recipe", ["tiny", "c2ser"])
-def test_head_configs_load(recipe):
-    cfg = load_config(HeadStageConfig, RECIPES / recipe / "conf" / "head.yaml", ["backbone=b", "train_manifest=t"])
+@pytest.mark.parametrize("overlays", [[], ["c2ser/conf/head_tiny.yaml"], ["c2ser/conf/head_tiny.yaml", "tiny/conf/head.yaml"]])
+def test_head_configs_load(overlays):
+    files = [RECIPES / "c2ser/conf/head.yaml"] + [RECIPES / f for f in overlays]
+    cfg = load_config(HeadStageConfig, files, ["backbone=b", "train_manifest=t"])
     assert cfg.kind == "gen_ser"
 
 
