@@ -88,18 +88,23 @@ def worker(mode: str, work: Path, size: str) -> None:
     """Runs in a fresh process: import, note the RSS, load, note the peak RSS; prints one JSON line."""
     import torch
 
-    from c2ser.inference.official import build_meta_model, load_official  # noqa: F401 (import cost counted)
-    from c2ser.models.build import build_model  # noqa: F401
+    import peft  # noqa: F401 - every library the load uses is imported before the baseline is taken
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.qwen2 import modeling_qwen2  # noqa: F401
+
+    from c2ser.inference.official import load_official
+    from c2ser.models.build import load_tokenizer
     cfg = official_cfg(work, size)
+    with torch.device("meta"):  # instantiate the classes once (lazy imports inside transformers/peft), no memory
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(work / "qwen2"))
+    load_tokenizer(cfg.llm)
     base = _rss_mib()
     t = time.perf_counter()
     if mode == "ours":
         model = load_official(work / "C2SER_llm.pt", cfg)
     else:  # naive: the whole file in memory, a randomly initialised model, copy into it
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         from c2ser.inference.official import convert_state_dict
-        from c2ser.models.build import apply_lora, load_tokenizer
+        from c2ser.models.build import apply_lora
         from c2ser.models.c2ser import C2SERModel
         from c2ser.models.whisper_encoder import WhisperEncoder
 
