@@ -3,7 +3,7 @@
 Same clips, same model, same max_new_tokens, measured in alternation in one run:
 (a) ours, length-bucketed batches of ≤ 16, greedy; (b) one clip at a time, greedy (the batching gain alone);
 (c) the official release's protocol: one clip at a time, 4-beam sampling among the top-2 tokens (``official``).
-With ``--processes 1,2`` it also times ``accelerate launch -m c2ser.cli eval`` on a saved tiny checkpoint with
+With ``--processes 1,2`` it times instead ``accelerate launch -m c2ser.cli eval`` on a saved tiny checkpoint with
 1 and 2 processes (data-parallel evaluation; CPU processes use gloo).
 
     python bench/evaluation.py --device cpu --size tiny
@@ -36,9 +36,8 @@ class _Sink:  # a PredictionWriter that keeps nothing (every run decodes every c
 
 
 def parallel_eval(args) -> list[list]:
-    """clips/s of ``c2ser eval`` (tiny checkpoint, greedy) with 1, 2, … processes; whole command wall time minus
-    nothing (start-up included), and the eval phase alone from the predictions' timing is not available, so the
-    per-clip cost is measured as (time for 2× the clips − time for the clips) to cancel start-up."""
+    """clips/s of ``c2ser eval`` (tiny checkpoint, greedy) with 1, 2, … processes. Whole commands are timed, so
+    the per-clip cost is (time for all the clips − time for half of them) / the other half: start-up cancels."""
     import torch
 
     from c2ser.checkpoint import save_checkpoint
@@ -121,6 +120,13 @@ def main():
     p.add_argument("--durations", help="an Emo-Emilia manifest: --clips clips with its (estimated) durations")
     p.add_argument("--batched-only", action="store_true", help="time only ours (batched greedy): large runs")
     args = p.parse_args()
+    if args.processes:  # data-parallel `c2ser eval` only (whole commands, a saved tiny checkpoint)
+        rows = parallel_eval(args)
+        emit(args, f"`accelerate launch -m c2ser.cli eval`, tiny checkpoint, {args.parallel_clips} clips, greedy, "
+             f"{args.max_new_tokens} new tokens; clips/s from the time difference between {args.parallel_clips} and "
+             f"{args.parallel_clips // 2} clips (start-up cancels); load average {load_average()}",
+             ["processes", f"wall time for {args.parallel_clips} clips (s)", "clips/s (eval phase)", "scaling"], rows)
+        return
     import torch
 
     from c2ser.evaluation.inference import predict_manifest
@@ -168,14 +174,6 @@ def main():
                  f"{t['single'] / t['batched']:.2f}×"]]
     emit(args, title, ["protocol", "clips/s", "vs official (b)", "vs one clip greedy (a)"], rows_out,
          dtype=dtype, ratio_a=t["single"] / t["batched"], ratio_b=t["official"] / t["batched"])
-    if args.processes:
-        prow = parallel_eval(args)
-        print(f"\n`accelerate launch -m c2ser.cli eval`, tiny checkpoint, {args.parallel_clips} clips, greedy; "
-              f"clips/s from the time difference between {args.parallel_clips} and {args.parallel_clips // 2} clips "
-              f"(start-up cancels); load average {load_average()}\n")
-        from _common import table
-        print(table(["processes", f"wall time for {args.parallel_clips} clips (s)", "clips/s (eval phase)",
-                     "scaling"], prow))
 
 
 if __name__ == "__main__":
