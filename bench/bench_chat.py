@@ -2,12 +2,14 @@
 re-run the whole sequence for every new token). Medians over repeats, ratio naive / cached.
 
     python bench/bench_chat.py --device cpu --size tiny
+    python bench/bench_chat.py --device cpu --size small --repeats 3     # Qwen2-0.5B dims, random weights, bf16
     python bench/bench_chat.py --device cuda --size full --checkpoint exp/stage2/final --audio clip.wav --ssl-features F
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,28 +27,45 @@ def naive_turn(chat, path, new_tokens):
 
 
 def main():
+    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+    from _common import SIZES, build_c2ser, dtype_name, emit, load_average
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    ap.add_argument("--size", choices=SIZES, default="tiny")
     ap.add_argument("--checkpoint"), ap.add_argument("--audio"), ap.add_argument("--ssl-features")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--json", help="also write the result to this JSON file")
     args = ap.parse_args()
     from c2ser.inference.chat import ChatSession
     from c2ser.inference.loading import load_for_inference
+    from c2ser.models.processor import C2SERProcessor
 
-    if args.size == "tiny":
-        import sys
+    load_before = load_average()
+    root = Path(tempfile.mkdtemp())
+    if args.size == "tiny" and not args.checkpoint:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from inference_fixtures import make_checkpoint_and_clips
 
         from c2ser.testing import build_tiny_models
-        root = Path(tempfile.mkdtemp())
         ckpt, feats, clips = make_checkpoint_and_clips(build_tiny_models(root / "models"), root, n=1)
         args.checkpoint, args.audio, args.ssl_features = str(ckpt), str(clips[0]), str(feats)
-    elif not (args.checkpoint and args.audio):
-        ap.error("--size full needs --checkpoint and --audio")
-    model, proc = load_for_inference(args.checkpoint, device=args.device)
+    if args.checkpoint:
+        if not args.audio:
+            ap.error("--checkpoint needs --audio")
+        model, proc = load_for_inference(args.checkpoint, device=args.device)
+    else:  # small / full without a checkpoint: random weights, one 3-s clip and its SSL tokens
+        import numpy as np
+        import soundfile as sf
+
+        model = build_c2ser(args.size, args.device, root / "models").eval()
+        proc = C2SERProcessor(model.tokenizer)
+        (root / "feats").mkdir()
+        rng = np.random.default_rng(0)
+        sf.write(root / "clip.wav", (0.1 * rng.standard_normal(48000)).astype(np.float32), 16000)
+        np.save(root / "feats" / "clip.npy", rng.standard_normal((10, model.cfg.ssl.dim)).astype(np.float32))
+        args.audio, args.ssl_features = str(root / "clip.wav"), str(root / "feats")
     chat = ChatSession(model, proc, max_new_tokens=args.new_tokens, ssl_features=args.ssl_features)
     chat.eos_id = -1  # decode exactly new_tokens in both paths
     chat.load_audio(args.audio)
@@ -63,9 +82,11 @@ def main():
             naive.append(time.perf_counter() - t)
             chat.ask("")
     c, n = statistics.median(cached), statistics.median(naive)
-    print("| size | device | new tokens | cached turn (s) | naive turn (s) | naive / cached |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {args.size} | {args.device} | {args.new_tokens} | {c:.4f} | {n:.4f} | {n / c:.2f}x |")
+    dtype = dtype_name(next(model.llm.parameters()).dtype)
+    emit(args, f"Chat turns, size={args.size}, device={args.device}, {dtype}, median of {args.repeats}; load average "
+         f"before {load_before}, after {load_average()}",
+         ["size", "device", "new tokens", "cached turn (s)", "naive turn (s)", "naive / cached"],
+         [[args.size, args.device, args.new_tokens, f"{c:.4f}", f"{n:.4f}", f"{n / c:.2f}x"]], dtype=dtype)
 
 
 if __name__ == "__main__":

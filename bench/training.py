@@ -5,11 +5,14 @@ Reports samples/s, the padded-frame fraction (mel frames that are padding) and p
 medians over repeats, and the ratio dynamic / fixed.
 
     python bench/training.py --device cpu --size tiny [--repeats 3] [--clips 96]
+    python bench/training.py --device cpu --size small --clips 24 --repeats 1   # Qwen2-0.5B + Whisper-base dims
     python bench/training.py --device cuda --size full      # Whisper-medium dims + Qwen2-7B dims (random init)
+
+Beyond tiny: stage-1 settings (official caps 3900 mel frames / 1900 tokens per batch, LoRA on the LLM, adapter +
+encoder trained, gradient checkpointing), weights in the size's dtype (bf16 where supported).
 """
 from __future__ import annotations
 
-import argparse
 import random
 import resource
 import statistics
@@ -24,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import build_c2ser  # noqa: E402
+from _common import bench_model_config, build_c2ser, dtype_name, emit, load_average, parser  # noqa: E402
 
 from c2ser.models.processor import C2SERProcessor, to_device  # noqa: E402
 from c2ser.training.sampler import DynamicBatchSampler  # noqa: E402
@@ -67,15 +70,14 @@ def run(model, proc, items, batches, device) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--size", choices=["tiny", "full"], default="tiny")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = parser(__doc__.splitlines()[0])
+    ap.set_defaults(repeats=3)
     ap.add_argument("--clips", type=int, default=96)
     args = ap.parse_args()
+    load_before = load_average()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_c2ser(args.size, args.device, tmp).train()
+        model = build_c2ser(args.size, args.device, tmp, gradient_checkpointing=args.size != "tiny").train()
         proc = C2SERProcessor(model.tokenizer)
         items = make_items(args.clips, model.cfg.ssl.dim)
         for it in items:
@@ -94,13 +96,14 @@ def main():
         for name, batches in strategies.items():
             reps = [run(model, proc, items, batches, args.device) for _ in range(args.repeats)]
             results[name] = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
-    print(f"\n{args.clips} clips (1.5–12 s), size={args.size}, device={args.device}, median of {args.repeats}\n")
-    print("| batching | steps | samples/s | padded frames | peak memory (GiB) |")
-    print("|---|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['steps']:.0f} | {r['samples_per_s']:.1f} | {100 * r['pad_fraction']:.1f} % | "
-              f"{r['peak_gib']:.2f} |")
     d, f = results.values()
+    dtype = dtype_name(bench_model_config(args.size, args.device)["dtype"])
+    emit(args, f"{args.clips} clips (1.5–12 s), size={args.size}, device={args.device}, {dtype}, median of "
+         f"{args.repeats}; load average before {load_before}, after {load_average()}",
+         ["batching", "steps", "samples/s", "padded frames", "peak memory (GiB)"],
+         [[name, f"{r['steps']:.0f}", f"{r['samples_per_s']:.1f}", f"{100 * r['pad_fraction']:.1f} %",
+           f"{r['peak_gib']:.2f}"] for name, r in results.items()],
+         dtype=dtype, speed_ratio=d["samples_per_s"] / f["samples_per_s"], results=results)
     print(f"\nspeed ratio dynamic / fixed: {d['samples_per_s'] / f['samples_per_s']:.2f}×")
 
 

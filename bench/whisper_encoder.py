@@ -5,6 +5,7 @@ batch (``torch.no_grad``). openai-whisper pads every clip to 30 s (``pad_or_trim
 clips at their own length with a key-padding mask. Median over repeats; the ratio is the speed-up.
 
     python bench/whisper_encoder.py --device cpu --size tiny
+    python bench/whisper_encoder.py --device cpu --size small --repeats 3   # Whisper-base dims, random weights
     python bench/whisper_encoder.py --device cuda --size full      # Whisper-medium dims, random weights
 """
 from __future__ import annotations
@@ -19,10 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import median_time, parser, table  # noqa: E402
-
-MEDIUM = dict(n_audio_state=1024, n_audio_head=16, n_audio_layer=24, n_text_state=1024, n_text_head=16,
-              n_text_layer=24)
+from _common import build_whisper_checkpoint, emit, load_average, median_time, parser  # noqa: E402
 
 
 def main():
@@ -33,10 +31,9 @@ def main():
     import whisper
 
     from c2ser.models.whisper_encoder import WhisperEncoder, log_mel, pad_mels
-    from c2ser.testing import build_tiny_whisper
-
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = build_tiny_whisper(Path(tmp) / "w.pt", **(MEDIUM if args.size == "full" else {}))
+        ckpt = build_whisper_checkpoint(args.size, Path(tmp) / "w.pt")
         ours = WhisperEncoder.from_pretrained(str(ckpt)).to(args.device).eval()
         ref = whisper.load_model(str(ckpt), device=args.device).encoder.eval()
     rng = np.random.default_rng(0)
@@ -63,9 +60,9 @@ def main():
         t_ours = median_time(run_ours, args.repeats, args.device)
         t_ref = median_time(run_ref, args.repeats, args.device)
         rows.append([f"{sec:g} s", args.batch, f"{1000 * t_ref:.1f}", f"{1000 * t_ours:.1f}", f"{t_ref / t_ours:.1f}×"])
-    print(f"\nWhisper encoder, size={args.size}, device={args.device}, median of {args.repeats} "
-          f"(batch of {args.batch} clips, mel + encoder)\n")
-    print(table(["clip length", "batch", "openai-whisper 30-s padded (ms)", "variable length (ms)", "speed-up"], rows))
+    emit(args, f"Whisper encoder, size={args.size}, device={args.device}, float32, median of {args.repeats} (batch of "
+         f"{args.batch} clips, mel + encoder); load average before {load_before}, after {load_average()}",
+         ["clip length", "batch", "openai-whisper 30-s padded (ms)", "variable length (ms)", "speed-up"], rows)
 
 
 if __name__ == "__main__":

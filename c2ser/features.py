@@ -4,7 +4,11 @@ Each file is written to a temporary name and renamed (a killed run never leaves 
 exists are skipped (resume); rows without key/audio, unreadable or too-short clips (and the duplicate keys the
 caller passes in ``earlier_rejects``) go to ``<out_dir>/rejects.jsonl`` with the reason, one stderr line each.
 With ``batch_size=1`` (the default) the cached vectors are exactly what the model computes online (it also
-encodes one clip at a time); larger batches are faster and equal to it within float rounding (~1e-5).
+encodes one clip at a time). With ``batch_size=N`` the clips are sorted by length (manifest ``duration``) and
+neighbours are batched only while the batch's padding stays under ``max_padding`` of its samples
+(:func:`length_buckets`): the encoder is compute-bound on a CPU, so padded samples cost as much as real ones and
+a loosely packed batch is slower than one clip at a time. Batched vectors equal the one-clip ones within float
+rounding (~1e-5); each clip's file is written under its own key, whatever the batch order.
 """
 from __future__ import annotations
 
@@ -36,8 +40,27 @@ def _reject(rejects: Rejects, key, source: str, reason: str) -> None:
     rejects.add(key, source, reason)
 
 
+def length_buckets(lengths: list[float], batch_size: int, max_padding: float = 0.1) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``batch_size`` length-sorted neighbours; a clip joins the
+    current batch only while ``longest × count ≤ (1 + max_padding) × sum of lengths``. Unknown lengths (≤ 0) get
+    a batch of their own. Every index appears exactly once."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
+    known = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (lengths[i], i))
+    batches, cur, total = [], [], 0.0
+    for i in known:  # ascending: the newcomer is the longest of its batch
+        if cur and (len(cur) == batch_size or lengths[i] * (len(cur) + 1) > (1 + max_padding) * (total + lengths[i])):
+            batches.append(cur)
+            cur, total = [], 0.0
+        cur.append(i)
+        total += lengths[i]
+    if cur:
+        batches.append(cur)
+    return batches + [[i] for i, n in enumerate(lengths) if not n > 0]
+
+
 def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str = "tokens", batch_size: int = 1,
-                     progress: bool = True, earlier_rejects: list[dict] = ()) -> dict:
+                     progress: bool = True, earlier_rejects: list[dict] = (), max_padding: float = 0.1) -> dict:
     """Write features for every row; returns counts {written, skipped, rejected}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,11 +75,12 @@ def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str =
         else:
             usable.append(r)
     todo = [r for r in usable if not feature_path(out, r["key"]).is_file()]
-    todo.sort(key=lambda r: r.get("duration") or 0)  # similar lengths together: less padding
+    durations = [r.get("duration") if isinstance(r.get("duration"), (int, float)) else 0.0 for r in todo]
     written = 0
-    for i in tqdm(range(0, len(todo), batch_size), disable=not progress, desc=f"emotion2vec[{mode}]"):
+    for batch in tqdm(length_buckets(durations, batch_size, max_padding), disable=not progress,
+                      desc=f"emotion2vec[{mode}]"):
         chunk, wavs = [], []
-        for r in todo[i: i + batch_size]:
+        for r in (todo[i] for i in batch):
             try:
                 wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
             except AudioError as e:

@@ -188,3 +188,38 @@ def test_cached_features_equal_the_online_path(ours, ckpt, tmp_path):
                                    load_cached_features(tmp_path / "feats", f"c{i}"), atol=1e-5)
     s = extract_features(rows, ours, tmp_path / "feats", progress=False)  # resume: nothing left to do
     assert s["written"] == 0 and s["skipped"] == 3
+
+
+def test_length_buckets_batch_neighbours_under_the_padding_cap():
+    from c2ser.features import length_buckets
+
+    lengths = [10.0, 1.0, 1.05, 0.0, 5.0, 1.1, 10.5, 4.9, 1.02]
+    # sorted: 1.0(1) 1.02(8) 1.05(2) 1.1(5) | 4.9(7) 5.0(4) | 10.0(0) 10.5(6); unknown length (3) alone
+    assert length_buckets(lengths, 8) == [[1, 8, 2, 5], [7, 4], [0, 6], [3]]
+    assert length_buckets(lengths, 2) == [[1, 8], [2, 5], [7, 4], [0, 6], [3]]
+    # 1.0 and 1.5 together would be 1.5 × 2 = 3.0 > 1.1 × 2.5 = 2.75 padded samples
+    assert length_buckets([1.0, 1.5], 8) == [[0], [1]]
+    assert length_buckets([1.0, 1.5], 8, max_padding=0.25) == [[0, 1]]
+
+
+def test_bucketed_extraction_equals_one_clip_at_a_time_and_writes_every_clip(ours, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from c2ser.features import extract_features, load_cached_features
+
+    sizes = (16000, 48000, 16400, 47000, 30000, 15800)  # two groups of near-equal lengths and one alone
+    rows = []
+    for i, n in enumerate(sizes):
+        sf.write(tmp_path / f"c{i}.wav", _wav(n, i), 16000)
+        rows.append({"key": f"c{i}", "audio": str(tmp_path / f"c{i}.wav"), "duration": n / 16000})
+    assert extract_features(rows, ours, tmp_path / "one", progress=False)["written"] == 6
+    seen = []
+    real = type(ours).utterance_features
+    monkeypatch.setattr(type(ours), "utterance_features",
+                        lambda self, wavs, mode="tokens": seen.append(sorted(len(w) for w in wavs)) or real(self, wavs, mode))
+    s = extract_features(rows, ours, tmp_path / "bucketed", batch_size=4, progress=False)
+    assert s == {"written": 6, "skipped": 0, "rejected": 0}
+    assert seen == [[15800, 16000, 16400], [30000], [47000, 48000]]  # neighbours only, no 1-s clip padded to 3 s
+    for i in range(6):
+        np.testing.assert_allclose(load_cached_features(tmp_path / "bucketed", f"c{i}"),
+                                   load_cached_features(tmp_path / "one", f"c{i}"), atol=1e-5)

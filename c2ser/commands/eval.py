@@ -41,9 +41,12 @@ def run(args):
     several = len(args.manifest) > 1
     loaded = None
     if several and args.mode != "gen-ser":
+        from c2ser.evaluation.inference import process_state
         from c2ser.inference.loading import load_for_inference
 
-        loaded = load_for_inference(args.checkpoint, args.ssl_checkpoint, args.device, model_overrides(args),
+        state = process_state()  # several processes (accelerate launch): one device each
+        device = str(state.device) if state is not None and args.device == "auto" else args.device
+        loaded = load_for_inference(args.checkpoint, args.ssl_checkpoint, device, model_overrides(args),
                                     args.qwen2_dir)
     for manifest, corpus in zip(args.manifest, args.corpus):
         out = str(Path(args.out) / corpus) if several else args.out
@@ -51,5 +54,7 @@ def run(args):
                      [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device,
                      args.limit, overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint,
                      qwen2_dir=args.qwen2_dir, overwrite=args.overwrite, loaded=loaded)
+        if r is None:  # not process 0 of a data-parallel run: process 0 reports
+            continue
         print(f"{corpus} [{args.mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
               f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {out}")

@@ -3,8 +3,15 @@
 Clips are grouped into length-bucketed batches (no shuffling), decoded with a named preset (greedy by
 default; the preset and its settings go into every results file), and each answer is appended to the
 predictions file as soon as its batch is done, so an interrupted run continues where it stopped.
+
+Data-parallel (``accelerate launch --num_processes N -m c2ser.cli eval``): every process forms the same batches;
+in round r process p decodes batch ``r·N + p``, the round's answers are gathered on process 0, which writes them
+in batch order. The predictions file is therefore the one a single process writes (same batches, same order, same
+per-batch seed), and it is still appended round by round (resumable).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 from tqdm import tqdm
@@ -30,31 +37,57 @@ def decoding_settings(preset: str, max_new_tokens: int, seed: int) -> dict:
     return {"preset": preset, "max_new_tokens": max_new_tokens, "seed": seed, **DECODING_PRESETS[preset]}
 
 
+def process_state():
+    """accelerate's ``PartialState`` when this process is one of several (``WORLD_SIZE`` > 1; gloo without CUDA,
+    as in :func:`c2ser.training.loop.make_accelerator`), else None (one process: nothing is initialised)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+        return PartialState()
+    return PartialState(cpu=True, backend="gloo")
+
+
 @torch.no_grad()
 def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "implicit",
                      feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int = 128,
                      seed: int = 0, max_frames: int = 12000, max_tokens: int = 20000, max_batch_size: int = 16,
-                     progress: bool = True) -> dict:
-    """Decode every clip of ``rows`` not yet in ``writer`` (a PredictionWriter); returns the decoding settings."""
+                     progress: bool = True, state=None) -> dict:
+    """Decode every clip of ``rows`` not yet in ``writer`` (a PredictionWriter); returns the decoding settings.
+    ``state`` (a ``PartialState`` of several processes): every process must pass the same ``rows`` and a writer
+    with the same ``done_keys``; only process 0's writer is written to."""
     settings = decoding_settings(decoding, max_new_tokens, seed)
     gen_kwargs = {k: v for k, v in settings.items() if k not in ("preset", "max_new_tokens", "seed")}
     todo = [r for r in rows if r["key"] not in writer.done_keys]
     if not todo:
         return settings
     ds = ManifestDataset(todo, processor, feature_dir, model.cfg.ssl.enabled)
-    sampler = DynamicBatchSampler(ds.frames, ds.tokens, max(max_frames, max(ds.frames)),
-                                  max(max_tokens, max(ds.tokens)), max_batch_size, shuffle=False)
+    batches = DynamicBatchSampler(ds.frames, ds.tokens, max(max_frames, max(ds.frames)),
+                                  max(max_tokens, max(ds.tokens)), max_batch_size, shuffle=False).all_batches(0)
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    mine = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches[rank::world], collate_fn=identity))
     model.eval()
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"decode[{mode}]")
-    for items in torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=identity):
-        torch.manual_seed(seed)  # sampling presets: the same seed gives the same answers
-        batch = to_device(collate(processor, items, mode, with_targets=False), model.device)
-        texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen_kwargs)
-        for it, text in zip(items, texts):
-            row = ds.rows[it["index"]]
-            writer.write({"key": it["key"], "prediction": text, "mode": mode,
-                          **{k: row.get(k) for k in ROW_FIELDS}})
-        bar.update(len(items))
+    bar = tqdm(total=len(todo), disable=not progress or rank != 0, desc=f"decode[{mode}]")
+    for _ in range(-(-len(batches) // world)):  # rounds: one batch per process
+        items = next(mine, None)
+        answers = []
+        if items:
+            torch.manual_seed(seed)  # sampling presets: the same seed gives the same answers
+            batch = to_device(collate(processor, items, mode, with_targets=False), model.device)
+            texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen_kwargs)
+            for it, text in zip(items, texts):
+                row = ds.rows[it["index"]]
+                answers.append({"key": it["key"], "prediction": text, "mode": mode,
+                                **{k: row.get(k) for k in ROW_FIELDS}})
+        if world > 1:
+            from accelerate.utils import gather_object
+
+            answers = [a for part in gather_object([answers]) for a in part]  # process order = batch order
+        if rank == 0:
+            for a in answers:
+                writer.write(a)
+        bar.update(len(answers))
     bar.close()
     return settings
 

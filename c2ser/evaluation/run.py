@@ -4,14 +4,20 @@ Output directory: ``predictions.jsonl`` (or ``predictions.seed{S}.jsonl`` per se
 ``*.fingerprint.json``, ``rejects.jsonl``, ``results.json``, ``results.md``, ``confusion.{csv,png}``, and
 ``stability.json`` when several seeds are run. A predictions file is resumed only when its fingerprint (what
 produced it: checkpoint identity, mode, decoding, manifest content, corpus, features, overrides) matches.
+
+Under ``accelerate launch --num_processes N`` (not for gen-ser), process 0 opens the predictions files (the
+fingerprint check, the resume) and shares their done keys; every process decodes its share of the batches
+(:func:`c2ser.evaluation.inference.predict_manifest`); process 0 writes predictions, rejects, results and report,
+exactly as one process does, and the other processes return None.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
-from c2ser.evaluation.inference import decoding_settings, predict_manifest
+from c2ser.evaluation.inference import decoding_settings, predict_manifest, process_state
 from c2ser.evaluation.predictions import open_predictions
 from c2ser.evaluation.report import score_predictions, write_report
 from c2ser.evaluation.stability import stability
@@ -52,13 +58,47 @@ def fingerprint(checkpoint: str, manifest: str, corpus: str, mode: str, decoding
             "feature_dir": str(Path(feature_dir).resolve()) if feature_dir else None, "overrides": list(overrides)}
 
 
+class _PeerWriter:
+    """A process other than 0: knows which keys are done (from process 0) and writes nothing."""
+
+    def __init__(self, done_keys: set):
+        self.done_keys, self.rows, self.extra = done_keys, [], {}
+
+    def write(self, row: dict) -> None:  # process 0 writes the gathered rows
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_writers(paths: list[Path], fps: list[dict], overwrite: bool, state) -> list:
+    """The predictions writers; with several processes process 0 opens them and broadcasts their done keys (or its
+    error, so that every process stops with the same one line)."""
+    if state is None:
+        return [open_predictions(p, fp, overwrite) for p, fp in zip(paths, fps)]
+    from accelerate.utils import broadcast_object_list
+
+    payload, writers = [None], []
+    if state.is_main_process:
+        try:
+            writers = [open_predictions(p, fp, overwrite) for p, fp in zip(paths, fps)]
+            payload = [[w.done_keys for w in writers]]
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            payload = [f"{type(e).__name__}:{e}"]
+    broadcast_object_list(payload)
+    if isinstance(payload[0], str):
+        kind, msg = payload[0].split(":", 1)
+        raise {"FileNotFoundError": FileNotFoundError, "KeyError": KeyError}.get(kind, ValueError)(msg)
+    return writers if state.is_main_process else [_PeerWriter(set(k)) for k in payload[0]]
+
+
 def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: str = "implicit",
              feature_dir: str | None = None, decoding: str = "greedy", seeds: list[int] = (0,),
              group_by: str | None = None, max_new_tokens: int = 128, device: str = "auto",
              limit: int | None = None, overrides: list[str] | tuple = (), ssl_checkpoint: str | None = None,
              qwen2_dir: str | None = None, overwrite: bool = False, loaded: tuple | None = None) -> dict:
     """Evaluate ``checkpoint`` on ``manifest``; ``loaded`` = a ``(model, processor)`` already loaded from it
-    (several test sets, one model load)."""
+    (several test sets, one model load). Several processes: the result on process 0, None on the others."""
     from c2ser.data.manifest import read_manifest
     from c2ser.data.validate import report, validate_rows
     from c2ser.labels import corpus_classes
@@ -72,7 +112,16 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
     fps = [fingerprint(str(checkpoint), manifest, corpus, mode,
                        None if mode == "gen-ser" else decoding_settings(decoding, max_new_tokens, s),
                        feature_dir, list(overrides)) for s in seeds[: len(names)]]
-    writers = [open_predictions(out / n, fp, overwrite) for n, fp in zip(names, fps)]
+    state = process_state()
+    if state is not None and mode == "gen-ser":
+        raise ValueError("--mode gen-ser evaluates on one process: run it without accelerate launch")
+    main = state is None or state.is_main_process
+    if state is not None and device == "auto":
+        device = str(state.device)  # one device per process
+    if state is not None and main:
+        print(f"c2ser eval: {state.num_processes} processes ({state.distributed_type.value}, "
+              f"{state.backend or 'no'} backend)", file=sys.stderr)
+    writers = open_writers([out / n for n in names], fps, overwrite, state)
     try:
         if mode == "gen-ser":  # ``checkpoint`` is a head stage's output; it names its backbone
             from c2ser.checkpoint import load_model_config
@@ -87,7 +136,8 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
         ssl_dir = feature_dir if cfg.ssl.enabled and cfg.ssl.checkpoint is None else None
         kept, rejects = validate_rows(rows, EVAL_REQUIRED, corpus_classes(corpus), ssl_dir,
                                       (cfg.ssl.num_tokens, cfg.ssl.dim), long_audio=cfg.whisper.long_audio)
-        report(kept, dups + rejects, out / "rejects.jsonl", "c2ser eval", printed=len(dups))
+        if main:
+            report(kept, dups + rejects, out / "rejects.jsonl", "c2ser eval", printed=len(dups))
         if not kept:
             raise ValueError(f"{manifest}: no usable clip (reasons in {out / 'rejects.jsonl'})")
         keys = {r["key"] for r in kept}
@@ -102,11 +152,14 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
         else:
             for seed, writer in zip(seeds, writers):
                 settings = predict_manifest(model, processor, kept, writer, mode=mode, feature_dir=feature_dir,
-                                            decoding=decoding, max_new_tokens=max_new_tokens, seed=seed)
+                                            decoding=decoding, max_new_tokens=max_new_tokens, seed=seed,
+                                            state=state)
                 runs.append([r for r in writer.rows if r["key"] in keys])
     finally:
         for w in writers:
             w.close()
+    if not main:
+        return None
     result = score_predictions(runs[0], corpus, group_by=group_by)
     result.update({"checkpoint": str(checkpoint), "manifest": str(manifest), "mode": mode,
                    "rejected": len(dups) + len(rejects)})
