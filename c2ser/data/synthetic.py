@@ -3,8 +3,9 @@
 Each emotion has a distinct prosody (table ``PROSODY``): speaking rate (words/min), base pitch (espeak 0–99),
 pitch range, amplitude, plus a sox effect for some (tremolo for fear). Every clip
 gets random jitter (±``jitter``) on rate, pitch and amplitude. The same sentences are spoken with every emotion,
-so the label is learnable from acoustics (prosody) only, not from the text. Test clips use held-out sentences
-AND held-out voices; valid clips use training voices with held-out sentences.
+so the label is learnable from acoustics (prosody) only, not from the text. Valid and test clips use held-out
+sentences AND held-out voices (voice variants never heard in training), disjoint from each other, so validation
+predicts test.
 
 Pitch range is set through espeak-ng's SSML ``<prosody range=...>``. Deterministic: the same seed gives the
 same manifest and the same audio bytes (sox without dither).
@@ -35,25 +36,35 @@ class Prosody:
 
 
 PROSODY: dict[str, Prosody] = {
-    "neutral": Prosody(rate=160, pitch=45, range=60, amplitude=100),
-    "happy": Prosody(rate=185, pitch=85, range=250, amplitude=125),
-    "sad": Prosody(rate=100, pitch=15, range=40, amplitude=50),
-    "angry": Prosody(rate=235, pitch=45, range=60, amplitude=200),
+    # each emotion of the demo's four has its own (pitch, volume, pace) signature: neutral (medium, medium, medium),
+    # happy (high, medium, medium), sad (low, low, low), angry (medium, high, high); espeak's amplitude is linear in
+    # dB below 150 (100 → about -21 LUFS, 200 → -15 after the limiter)
+    "neutral": Prosody(rate=160, pitch=45, range=60, amplitude=70),
+    "happy": Prosody(rate=170, pitch=85, range=250, amplitude=60),
+    "sad": Prosody(rate=105, pitch=15, range=40, amplitude=32),
+    "angry": Prosody(rate=240, pitch=45, range=80, amplitude=200),
     "surprise": Prosody(rate=165, pitch=92, range=200, amplitude=150),
-    "fear": Prosody(rate=210, pitch=75, range=80, amplitude=70, effect=("tremolo", "7", "45")),
-    "disgust": Prosody(rate=115, pitch=20, range=100, amplitude=110),
+    "fear": Prosody(rate=210, pitch=75, range=80, amplitude=40, effect=("tremolo", "7", "45")),
+    "disgust": Prosody(rate=115, pitch=20, range=100, amplitude=70),
 }
 # intended bins, used to check the measured style agrees with the design (tests)
 INTENDED = {e: {"pace_bin": "high" if p.rate >= 185 else "low" if p.rate <= 130 else "medium",
                 "pitch_bin": "high" if p.pitch >= 65 else "low" if p.pitch <= 30 else "medium",
-                "volume_bin": "high" if p.amplitude >= 140 else "low" if p.amplitude <= 80 else "medium"}
+                "volume_bin": "high" if p.amplitude >= 140 else "low" if p.amplitude <= 45 else "medium"}
             for e, p in PROSODY.items()}
 
-VOICES = {"en": {"train": ["en-us+m1", "en-us+m2", "en-us+m3", "en-us+m4", "en-us+m6", "en-us+f1", "en-us+f2",
-                           "en-us+f5", "en-gb+m5", "en-gb+f4", "en-029+m3", "en-gb-scotland+f2"],
-                 "test": ["en-gb+f3", "en-us+m7"]},
-          "zh": {"train": ["cmn+m1", "cmn+m2", "cmn+m4", "cmn+m6", "cmn+f1", "cmn+f2", "cmn+f5"],
-                 "test": ["cmn+f4", "cmn+m7"]}}
+# espeak-ng voice variants (each changes pitch and timbre), disjoint between the splits: valid and test voices are
+# never heard in training. Variants that espeak-ng renders as the default voice, or much louder or quieter than the
+# others (Jacky, Denis), are not used.
+VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "f1", "f2", "f5", "Andy", "Gene", "Michael", "Mike"],
+            "valid": ["m5", "f4", "Lee"],
+            "test": ["m7", "f3", "Alex", "Annie"]}
+EN_ACCENTS = ["en-us", "en-gb", "en-029", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc"]
+VOICES = {"en": {"train": [f"{EN_ACCENTS[(i + k) % len(EN_ACCENTS)]}+{v}" for i, v in enumerate(VARIANTS["train"])
+                           for k in (0, 3)],
+                 "valid": ["en-gb-x-gbclan+m5", "en-us+f4", "en-029+Lee"],
+                 "test": ["en-gb+f3", "en-us+m7", "en-gb-scotland+Alex", "en-us-nyc+Annie"]},
+          "zh": {split: [f"cmn+{v}" for v in variants] for split, variants in VARIANTS.items()}}
 SENTENCES = {
     "en": ["I will see you tomorrow", "The meeting starts at nine", "Please close the door", "We went to the market",
            "It is raining again today", "My phone is on the table", "The train was late this morning",
@@ -61,12 +72,28 @@ SENTENCES = {
            "Turn left at the corner", "Dinner is ready", "The book is on the shelf", "We need more milk",
            "The garden looks green", "I found my keys", "The shop closes at six", "Call me when you arrive",
            "The children are at school", "It is my turn now", "The coffee is still hot", "Open the window please",
-           "We are moving next week", "The letter came today"],
+           "We are moving next week", "The letter came today", "The bus stops near the bank",
+           "My sister lives in the city", "He forgot his umbrella", "The film starts at eight",
+           "We have two cats at home", "The water is very cold", "She is writing a report",
+           "The lights are still on", "Our flight leaves on Monday", "The soup needs more salt",
+           "I left the bag in the car", "They will paint the fence", "The river is close to town",
+           "He plays the piano at night", "The bread is on the counter", "We watched the game together"],
     "zh": ["我明天去上班", "会议九点开始", "请把门关上", "我们去了市场", "今天又下雨了", "我的手机在桌子上",
            "火车晚点了", "她买了一辆新车", "他们在粉刷房子", "他每天看新闻", "晚饭准备好了", "书在书架上",
-           "我们需要买牛奶", "花园里很绿", "我找到钥匙了", "商店六点关门"],
+           "我们需要买牛奶", "花园里很绿", "我找到钥匙了", "商店六点关门", "公交车在银行旁边停", "我姐姐住在城里",
+           "他忘了带雨伞", "电影八点开始", "我们家有两只猫", "水非常冷", "她在写报告", "灯还亮着",
+           "我们星期一出发", "汤里要多放点盐", "我把包忘在车里了", "面包在柜台上"],
 }
-HELD_OUT = {"en": 4, "zh": 3}   # the last N sentences of each language are never used for training
+# the last N sentences of each language are never used for training: the first third of them for valid, the rest
+# for test (valid and test share no sentence either)
+HELD_OUT = {"en": 12, "zh": 9}
+
+
+def sentence_pool(lang: str, split: str) -> list[str]:
+    """The sentences a split draws from: train the first ones, valid and test disjoint held-out ones."""
+    sents, n = SENTENCES[lang], HELD_OUT[lang]
+    held = sents[-n:]
+    return {"train": sents[:-n], "valid": held[: n // 3], "test": held[n // 3:]}[split]
 
 
 def _plan(emotions, per_class: int, langs, seed: int, test_per_class: int, valid_per_class: int):
@@ -76,9 +103,8 @@ def _plan(emotions, per_class: int, langs, seed: int, test_per_class: int, valid
         for split, n in (("train", per_class), ("valid", valid_per_class), ("test", test_per_class)):
             for j in range(n):
                 lang = langs[j % len(langs)]
-                sents = SENTENCES[lang]
-                pool = sents[: -HELD_OUT[lang]] if split == "train" else sents[-HELD_OUT[lang]:]
-                voices = VOICES[lang]["test" if split == "test" else "train"]
+                pool = sentence_pool(lang, split)
+                voices = VOICES[lang][split]
                 jobs.append({"key": f"syn-{split}-{emo}-{j:04d}", "emotion": emo, "split": split, "lang": lang,
                              "text": rng.choice(pool), "voice": rng.choice(voices),
                              "jit": [rng.uniform(-1, 1) for _ in range(4)]})
@@ -102,8 +128,8 @@ def _synthesize(job: dict, wav: Path, jitter: float) -> None:
     tmp.replace(wav)
 
 
-def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: int = 80, valid_per_class: int = 8,
-                           test_per_class: int = 20, langs=("en", "zh"), seed: int = 0, jitter: float = 0.08,
+def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: int = 80, valid_per_class: int = 20,
+                           test_per_class: int = 60, langs=("en", "zh"), seed: int = 0, jitter: float = 0.08,
                            workers: int = 4, progress: bool = True) -> dict[str, Path]:
     """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` under ``out_dir``; returns the manifest paths."""
     for tool in ("espeak-ng", "sox"):

@@ -22,6 +22,7 @@ class DataConfig:
     check_audio: bool = True                # decode every clip up front (readable, finite, ≥ 25 ms); rows failing go
                                             # to rejects. Off for corpora already checked (validate-manifest --audio)
     max_reject_fraction: float = 0.05       # refuse to train when more of the manifest's rows are unusable
+    chat_prompts: float = 0.0               # probability of a varied EN/ZH question (+ "why?" follow-up) per clip
 
 
 @dataclass

@@ -2,10 +2,17 @@
 
 Each item carries the explicit and the implicit prompt/target; the loop decides per batch which one is used
 (stage 2 schedule) and :func:`collate` builds the model batch with :class:`C2SERProcessor`.
+
+Chat variety (``chat_prompts`` > 0, training only): with that probability per clip and epoch, the fixed prompts are
+replaced by a question drawn from :data:`c2ser.prompts.EXPLICIT_QUESTIONS` / ``IMPLICIT_QUESTIONS`` in English or
+Chinese, answered in the question's language (:func:`c2ser.data.cot.targets`); an implicit question is followed,
+with probability ``FOLLOW_UP``, by "why do you think so?" answered with the explicit reasoning, laid out as
+``c2ser chat`` lays out a second turn (``answer "\n" question "\n" answer``).
 """
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +20,31 @@ import torch
 
 from c2ser.audio import load_audio
 from c2ser.models.processor import C2SERProcessor
-from c2ser.prompts import EXPLICIT_PROMPT, GEN_SER_PROMPT, IMPLICIT_PROMPT
+from c2ser.prompts import (EXPLICIT_PROMPT, EXPLICIT_QUESTIONS, GEN_SER_PROMPT, IMPLICIT_PROMPT, IMPLICIT_QUESTIONS,
+                           WHY_QUESTIONS)
 from c2ser.training.specaug import spec_augment, spec_sub
 
 PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT, "gen-ser": GEN_SER_PROMPT}
 TARGET_FIELDS = {"explicit": "explicit_target", "implicit": "implicit_target", "gen-ser": None}
+FOLLOW_UP = 0.3            # share of varied implicit questions followed by "why?" (chat_prompts > 0)
+FOLLOW_UP_TOKENS = 16      # room left for the follow-up question in the batch caps
+
+
+def chat_variant(row: dict, rng: random.Random) -> dict[str, tuple[str, str]] | None:
+    """Varied (question, answer) pairs for the explicit and implicit tasks of ``row`` in a random language, or None
+    when the row has no style bins to phrase the reasoning with."""
+    from c2ser.data.cot import targets
+
+    style = row.get("style") or {}
+    if not all(style.get(f) for f in ("pitch_bin", "volume_bin", "pace_bin")) or not row.get("emotion"):
+        return None
+    lang = rng.choice(("en", "zh"))
+    explicit, implicit = targets(dict(row, language=lang))
+    answer = implicit
+    if rng.random() < FOLLOW_UP:
+        answer = f"{implicit}\n{rng.choice(WHY_QUESTIONS[lang])}\n{explicit}"
+    return {"explicit": (rng.choice(EXPLICIT_QUESTIONS[lang]), explicit),
+            "implicit": (rng.choice(IMPLICIT_QUESTIONS[lang]), answer)}
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -37,8 +64,10 @@ def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
 
 class ManifestDataset(torch.utils.data.Dataset):
     def __init__(self, rows: list[dict], processor: C2SERProcessor, feature_dir: str | None, ssl_enabled: bool,
-                 spec_augment: bool = False, seed: int = 0):
-        self.rows, self.processor = rows, processor
+                 spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0):
+        if not 0.0 <= chat_prompts <= 1.0:
+            raise ValueError(f"data.chat_prompts={chat_prompts}: expected a probability in [0, 1]")
+        self.rows, self.processor, self.chat_prompts = rows, processor, chat_prompts
         self.feature_dir, self.ssl_enabled = feature_dir, ssl_enabled
         self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
         tok = processor.tokenizer
@@ -50,8 +79,12 @@ class ManifestDataset(torch.utils.data.Dataset):
         self.tokens = []
         for r, f in zip(rows, self.frames):
             speech = (10 if ssl_enabled else 0) + (f + 7) // 8 + 2
-            text = max(prompt_len[t] + len(tok(r.get(TARGET_FIELDS[t]) or "", add_special_tokens=False)["input_ids"])
-                       for t in ("explicit", "implicit"))
+            target_len = {t: len(tok(r.get(TARGET_FIELDS[t]) or "", add_special_tokens=False)["input_ids"])
+                          for t in ("explicit", "implicit")}
+            text = max(prompt_len[t] + target_len[t] for t in ("explicit", "implicit"))
+            if chat_prompts > 0:  # a varied question (either language) followed by the reasoning: a rough bound
+                text = 2 * (max(prompt_len.values()) + target_len["explicit"] + target_len["implicit"]) \
+                    + FOLLOW_UP_TOKENS
             self.tokens.append(speech + text + 1)
 
     def __len__(self) -> int:
@@ -71,6 +104,10 @@ class ManifestDataset(torch.utils.data.Dataset):
             item["wav"] = wav  # online features
         for t in PROMPTS:
             item[t] = (PROMPTS[t], r.get(TARGET_FIELDS[t]) if TARGET_FIELDS[t] else None)
+        if self.chat_prompts > 0:
+            rng = random.Random(f"{self.seed}/{self.epoch}/{i}")  # the same draw on every process and resume
+            if rng.random() < self.chat_prompts:
+                item.update(chat_variant(r, rng) or {})
         return item
 
 

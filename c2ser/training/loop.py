@@ -69,7 +69,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
-                              spec_augment=cfg.data.spec_augment, seed=cfg.seed)
+                              spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)

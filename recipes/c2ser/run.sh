@@ -76,7 +76,8 @@ common="data.train_manifest=$data/train.jsonl data.valid_manifest=$data/valid.js
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "== stage 0: data preparation ($train_corpora | $test_corpora)"
-  if [ "$size" = tiny ]; then  # fake corpora in the real raw layouts, spoken by synthetic emotional voices
+  if [ "$size" = tiny ] && [ -n "$(echo $train_corpora $test_corpora | tr ' ' '\n' | grep -vx synthetic)" ]; then
+    # fake corpora in the real raw layouts, spoken by synthetic emotional voices (not needed for synthetic only)
     python data_prep/fake_corpora.py --out $raw --per-class $per_class --seed 0
   fi
   for c in $(echo $train_corpora $test_corpora | tr ' ' '\n' | sort -u); do

@@ -1,10 +1,93 @@
 #!/usr/bin/env bash
 # The end-to-end CPU demo (`make demo`): the C2SER recipe (recipes/c2ser/run.sh) at --size tiny, with an overlay:
-# the synthetic emotional-speech corpus (espeak-ng + sox, 4 emotions, held-out sentences and voices in test),
-# one fp32 process and longer training (recipes/tiny/conf/). Options are the recipe's, e.g.
-#   bash recipes/tiny/run.sh [--stage 0] [--stop_stage 10] [--exp exp/tiny] [--per_class 100]
+# the synthetic emotional-speech corpus (espeak-ng + sox, 4 emotions; valid and test use held-out sentences and
+# held-out voices, disjoint from each other), one fp32 process (recipes/tiny/conf/). Options:
+#   bash recipes/tiny/run.sh [--seeds 0,1,2] [--stage 0] [--stop_stage 12] [--exp exp/tiny] [--per_class 150]
+# (--seed S = --seeds S; any other --name value goes to recipes/c2ser/run.sh). Each seed trains in EXP/seedS; the
+# seeds share the first seed's data, models and features (the seed changes the training runs only).
+# Stages 0–10 are the recipe's; the demo adds:
+#   after 1   valid and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
+#   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
+#   11        every system evaluated on the validation split too (EXP/seedS/eval_valid), beside test (eval)
+#   12        EXP/RESULTS.md: validation and test UA and style accuracy, mean ± std over the seeds, time per seed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec bash recipes/c2ser/run.sh --size tiny --exp exp/tiny --train_corpora synthetic --test_corpora synthetic \
-  --per_class 100 --accelerate_config= --cot_group_by speaker --official none \
-  --overlay 'recipes/tiny/conf/demo_{stage}.yaml' --head_overlay recipes/tiny/conf/head.yaml "$@"
+
+seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=150
+passthrough=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seeds|--seed) seeds=$2; shift 2 ;;
+    --stage) stage=$2; shift 2 ;;
+    --stop_stage) stop_stage=$2; shift 2 ;;
+    --exp) exp=$2; shift 2 ;;
+    --per_class) per_class=$2; shift 2 ;;
+    --*=*) passthrough+=("$1"); shift ;;
+    --*) passthrough+=("$1" "${2:?missing value for $1}"); shift 2 ;;
+    *) echo "unexpected argument: $1" >&2; exit 1 ;;
+  esac
+done
+
+export HF_HUB_OFFLINE=1 DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false
+corpus_dir() { echo "$1/data/synthetic"; }
+recipe() {  # recipe SEED_EXP SEED FROM TO
+  [ "$3" -le "$4" ] || return 0
+  bash recipes/c2ser/run.sh --size tiny --exp "$1" --seed "$2" --stage "$3" --stop_stage "$4" \
+    --train_corpora synthetic --test_corpora synthetic --per_class "$per_class" --accelerate_config= \
+    --cot_group_by speaker --official none --overlay 'recipes/tiny/conf/demo_{stage}.yaml' \
+    --head_overlay recipes/tiny/conf/head.yaml "${passthrough[@]}"
+}
+in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+max() { [ "$1" -ge "$2" ] && echo "$1" || echo "$2"; }
+min() { [ "$1" -le "$2" ] && echo "$1" || echo "$2"; }
+
+systems="stage1-explicit stage1-implicit stage2-explicit stage2-implicit head-gen_ser head-ce"
+
+run_seed() {  # run_seed SEED FIRST_SEED
+  local s=$1 e=$exp/seed$1 from=$stage
+  mkdir -p "$e"
+  if [ "$s" != "$2" ]; then  # data, models and features: the first seed's
+    for d in data models features; do [ -e "$e/$d" ] || ln -s "../seed$2/$d" "$e/$d"; done
+    from=$(max "$stage" 4)
+  fi
+  local d; d=$(corpus_dir "$e")
+  recipe "$e" "$s" "$from" "$(min "$stop_stage" 1)"
+  if [ "$s" = "$2" ] && in_range 1; then
+    echo "== stage 1 (demo): valid and test style bins at their own speakers' μ ± σ"
+    for split in valid test; do   # held-out voices: training has no statistics of them
+      python data_prep/cot_labels.py --manifest "$d/$split.cot.jsonl" --out "$d/$split.cot.jsonl" --group-by speaker
+    done
+    cat "$d/valid.cot.jsonl" > "$e/data/valid.jsonl"
+  fi
+  recipe "$e" "$s" "$(max "$from" 2)" "$(min "$stop_stage" 7)"
+  if in_range 7; then
+    echo "== stage 7 (demo): Gen-SER sampling steps chosen on validation"
+    python eval/select_gen_ser_steps.py --checkpoint "$e/head_gen_ser/final" --manifest "$d/valid.cot.jsonl" \
+      --corpus synthetic --feature-dir "$e/features" --steps 1,2,4,8 --write
+  fi
+  recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 10)"
+  if in_range 11; then
+    echo "== stage 11 (demo): every system on the validation split"
+    for sys in $systems; do
+      case $sys in
+        head-*) ckpt=$e/head_${sys#head-}/final mode=gen-ser ;;
+        *) ckpt=$e/${sys%-*}/final mode=${sys#*-} ;;
+      esac
+      c2ser eval --checkpoint "$ckpt" --manifest "$d/valid.cot.jsonl" --corpus synthetic --feature-dir "$e/features" \
+        --mode "$mode" --group-by language --out "$e/eval_valid/$sys"
+    done
+  fi
+}
+
+first=${seeds%%,*}
+for s in ${seeds//,/ }; do
+  start=$(date +%s)
+  # wall and CPU seconds of the seed (the CPU of every process it started; data preparation in the first seed only)
+  ( run_seed "$s" "$first"; times | tail -1 > "$exp/seed$s/cpu_times.txt" )
+  echo "{\"wall_s\": $(( $(date +%s) - start )), \"stages\": \"$stage-$stop_stage\"}" > "$exp/seed$s/wall.json"
+done
+
+if in_range 12; then
+  echo "== stage 12 (demo): results over seeds $seeds"
+  python eval/aggregate_seeds.py "$exp" --seeds "$seeds" --out "$exp/RESULTS.md"
+fi

@@ -1,0 +1,129 @@
+"""Mean ± std over seeds of the demo's systems: validation and test UA, style accuracy, Gen-SER steps, time.
+
+    python eval/aggregate_seeds.py exp/tiny --seeds 0,1,2 [--out exp/tiny/RESULTS.md]
+
+Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test) and ``EXP/seedS/eval_valid/<system>/results.json``
+(validation) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
+(``head_gen_ser/final/head/config.yaml``), the heads' parameter counts, and ``cpu_times.txt`` / ``wall.json``
+(written by recipes/tiny/run.sh). std is the sample standard deviation (n − 1); a system missing for some seed
+is reported over the seeds that have it (the count is shown).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+SYSTEMS = [("stage1-explicit", "stage 1, explicit CoT answer"), ("stage1-implicit", "stage 1, implicit prompt"),
+           ("stage2-explicit", "stage 2, explicit CoT answer"), ("stage2-implicit", "stage 2, implicit answer"),
+           ("head-gen_ser", "Gen-SER head on the stage-2 backbone"), ("head-ce", "CE head, same conditioning")]
+STYLE = ("pitch", "volume", "pace")
+
+
+def mean_std(values: list[float]) -> str:
+    """'m ± s' in percent (s = sample std; '–' without values; no ± for one value)."""
+    if not values:
+        return "–"
+    m = 100 * statistics.mean(values)
+    return f"{m:.1f}" if len(values) == 1 else f"{m:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def _results(path: Path) -> dict | None:
+    f = path / "results.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def cpu_seconds(path: Path) -> float | None:
+    """user + sys seconds from a bash ``times`` line ('1m2.500s 0m3.000s')."""
+    if not path.is_file():
+        return None
+    parts = re.findall(r"(\d+)m([\d.]+)s", path.read_text())
+    return sum(60 * int(m) + float(s) for m, s in parts) if parts else None
+
+
+def head_info(seed_dir: Path, head: str) -> dict:
+    from omegaconf import OmegaConf
+
+    f = seed_dir / f"head_{head}" / "final" / "head" / "config.yaml"
+    if not f.is_file():
+        return {}
+    data = OmegaConf.load(f)
+    out = {"steps": int(data.head_stage.gen_ser.steps) if head == "gen_ser" else None}
+    try:
+        from c2ser.training.head_stage import load_head
+
+        module, _ = load_head(f.parent)
+        out["params"] = sum(p.numel() for p in module.parameters())
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    return out
+
+
+def collect(exp: Path, seeds: list[str]) -> dict:
+    per = {}
+    for s in seeds:
+        d = exp / f"seed{s}"
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: no such seed directory (run recipes/tiny/run.sh --seeds {s} first)")
+        wall = json.loads((d / "wall.json").read_text()) if (d / "wall.json").is_file() else {}
+        per[s] = {"test": {k: _results(d / "eval" / k) for k, _ in SYSTEMS},
+                  "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
+                  "gen_ser": head_info(d, "gen_ser"), "ce": head_info(d, "ce"),
+                  "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
+                  "stages": wall.get("stages")}
+    return per
+
+
+def table(per: dict) -> str:
+    seeds = list(per)
+    lines = [f"## Results: mean ± std over seeds {', '.join(seeds)} (synthetic test split; UA %, chance 25 %)", "",
+             "| system | seeds | valid UA | test UA | test n | style pitch | style volume | style pace |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, name in SYSTEMS:
+        tests = [per[s]["test"][key] for s in seeds if per[s]["test"][key]]
+        valids = [per[s]["valid"][key] for s in seeds if per[s]["valid"][key]]
+        if not tests and not valids:
+            continue
+        style = []
+        for attr in STYLE:
+            vals = [t["style_accuracy"][attr]["accuracy"] for t in tests
+                    if (t.get("style_accuracy") or {}).get(attr, {}).get("accuracy") is not None]
+            style.append(mean_std(vals))
+        n = tests[0]["n"] if tests else "–"
+        lines.append(f"| {name} | {len(tests)} | {mean_std([v['UA'] for v in valids])} | "
+                     f"{mean_std([t['UA'] for t in tests])} | {n} | " + " | ".join(style) + " |")
+    lines += ["", "| seed | Gen-SER steps (chosen on valid) | Gen-SER params | CE params | wall s | CPU s (user+sys) |"
+              " stages |", "|---|---|---|---|---|---|---|"]
+    for s in seeds:
+        p = per[s]
+        lines.append(f"| {s} | {p['gen_ser'].get('steps', '–')} | {p['gen_ser'].get('params', '–')} | "
+                     f"{p['ce'].get('params', '–')} | {p['wall_s'] if p['wall_s'] is not None else '–'} | "
+                     f"{round(p['cpu_s']) if p['cpu_s'] is not None else '–'} | {p['stages'] or '–'} |")
+    lines += ["", "Style: accuracy of the pitch / volume / pace words of the explicit answers against the measured bins "
+              "(each speaker's μ ± σ). The first seed's time includes data preparation, features and models; the "
+              "other seeds reuse them."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="aggregate_seeds.py", description=__doc__.splitlines()[0])
+    ap.add_argument("exp", help="the demo's experiment directory (holds seedS/ directories)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", help="write the Markdown here too")
+    a = ap.parse_args(argv)
+    try:
+        text = table(collect(Path(a.exp), [s for s in a.seeds.split(",") if s]))
+    except (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError) as e:
+        print(f"aggregate_seeds.py: error: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

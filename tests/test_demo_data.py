@@ -1,0 +1,82 @@
+"""The demo's corpus design and result tooling: held-out voices and sentences per split, a style signature per
+emotion, the Gen-SER step choice on validation, and the mean ± std table over seeds."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from c2ser.data.synthetic import INTENDED, SENTENCES, VARIANTS, VOICES, _plan, sentence_pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+import aggregate_seeds  # noqa: E402
+import select_gen_ser_steps  # noqa: E402
+
+FOUR = ("neutral", "happy", "sad", "angry")
+
+
+def _variant(voice: str) -> str:
+    return voice.split("+")[1]
+
+
+def test_splits_use_disjoint_voice_variants_and_sentences():
+    for lang in ("en", "zh"):
+        variants = {s: {_variant(v) for v in VOICES[lang][s]} for s in ("train", "valid", "test")}
+        assert not variants["train"] & variants["valid"] and not variants["train"] & variants["test"]
+        assert not variants["valid"] & variants["test"]
+        assert len(variants["test"]) >= 4 and len(variants["valid"]) >= 3
+        pools = {s: set(sentence_pool(lang, s)) for s in ("train", "valid", "test")}
+        assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]
+        assert not pools["valid"] & pools["test"]
+        assert set().union(*pools.values()) == set(SENTENCES[lang])
+    assert len(VOICES["en"]["train"]) == 24 and len(VARIANTS["train"]) == 12
+
+
+def test_plan_balances_classes_and_languages_with_held_out_voices():
+    jobs = _plan(list(FOUR), per_class=10, langs=["en", "zh"], seed=0, test_per_class=60, valid_per_class=20)
+    test = [j for j in jobs if j["split"] == "test"]
+    assert len(test) == 240 and all(sum(j["emotion"] == e for j in test) == 60 for e in FOUR)
+    assert sum(j["lang"] == "zh" for j in test) == 120
+    assert all(j["voice"] in VOICES[j["lang"]]["test"] for j in test)
+    assert all(j["voice"] in VOICES[j["lang"]]["valid"] for j in jobs if j["split"] == "valid")
+
+
+def test_each_demo_emotion_has_its_own_style_signature():
+    signatures = {e: tuple(INTENDED[e][f] for f in ("pitch_bin", "volume_bin", "pace_bin")) for e in FOUR}
+    assert signatures == {"neutral": ("medium", "medium", "medium"), "happy": ("high", "medium", "medium"),
+                          "sad": ("low", "low", "low"), "angry": ("medium", "high", "high")}
+
+
+def test_gen_ser_steps_are_chosen_by_validation_ua_ties_to_fewest():
+    assert select_gen_ser_steps.select_steps({1: 0.80, 2: 0.85, 4: 0.85, 8: 0.70}) == 2
+    assert select_gen_ser_steps.select_steps({8: 0.9, 1: 0.9}) == 1
+
+
+def _results(d: Path, ua: float, style=None):
+    d.mkdir(parents=True)
+    r = {"n": 240, "UA": ua, "WA": ua, "corpus": "synthetic"}
+    if style:
+        r["style_accuracy"] = {k: {"accuracy": v} for k, v in style.items()}
+    (d / "results.json").write_text(json.dumps(r))
+
+
+def test_aggregate_reports_mean_and_sample_std_per_system(tmp_path):
+    for s, ua in (("0", 0.90), ("1", 0.92), ("2", 0.94)):
+        d = tmp_path / f"seed{s}"
+        _results(d / "eval" / "stage2-implicit", ua)
+        _results(d / "eval_valid" / "stage2-implicit", ua - 0.02)
+        _results(d / "eval" / "stage1-explicit", 0.8, {"pitch": 0.9, "volume": 0.8, "pace": 0.7})
+        (d / "cpu_times.txt").write_text("1m30.500s 0m9.500s\n")
+        (d / "wall.json").write_text(json.dumps({"wall_s": 100, "stages": "0-12"}))
+    text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1", "2"]))
+    row = next(line for line in text.splitlines() if line.startswith("| stage 2, implicit answer"))
+    assert "| 92.0 ± 2.0 |" in row and "| 90.0 ± 2.0 |" in row  # test, then valid (sample std of 90, 92, 94)
+    s1 = next(line for line in text.splitlines() if line.startswith("| stage 1, explicit CoT answer"))
+    assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| – |" in s1  # style; no valid run
+    assert "| 0 | – | – | – | 100 | 100 | 0-12 |" in text  # 90.5 + 9.5 CPU seconds
+
+
+def test_aggregate_names_a_missing_seed(tmp_path):
+    with pytest.raises(FileNotFoundError, match="seed7"):
+        aggregate_seeds.collect(tmp_path, ["7"])
+    assert aggregate_seeds.main([str(tmp_path), "--seeds", "7"]) == 1
