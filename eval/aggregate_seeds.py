@@ -89,8 +89,8 @@ def table(per: dict) -> str:
             continue
         style = []
         for attr in STYLE:
-            vals = [t["style_accuracy"][attr]["accuracy"] for t in tests
-                    if (t.get("style_accuracy") or {}).get(attr, {}).get("accuracy") is not None]
+            vals = [t["style_accuracy"][attr] for t in tests  # c2ser eval: {attribute: accuracy}
+                    if (t.get("style_accuracy") or {}).get(attr) is not None]
             style.append(mean_std(vals))
         n = tests[0]["n"] if tests else "–"
         lines.append(f"| {name} | {len(tests)} | {mean_std([v['UA'] for v in valids])} | "
