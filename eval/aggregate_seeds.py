@@ -37,7 +37,7 @@ def _results(path: Path) -> dict | None:
 
 
 def cpu_seconds(path: Path) -> float | None:
-    """user + sys seconds from a bash ``times`` line ('1m2.500s 0m3.000s')."""
+    """user + sys seconds summed over a bash ``times`` output (lines like '1m2.500s 0m3.000s')."""
     if not path.is_file():
         return None
     parts = re.findall(r"(\d+)m([\d.]+)s", path.read_text())

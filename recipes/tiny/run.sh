@@ -83,7 +83,7 @@ first=${seeds%%,*}
 for s in ${seeds//,/ }; do
   start=$(date +%s)
   # wall and CPU seconds of the seed (the CPU of every process it started; data preparation in the first seed only)
-  ( run_seed "$s" "$first"; times | tail -1 > "$exp/seed$s/cpu_times.txt" )
+  ( run_seed "$s" "$first"; times > "$exp/seed$s/cpu_times.txt" )  # not piped: a pipe would fork a fresh shell
   echo "{\"wall_s\": $(( $(date +%s) - start )), \"stages\": \"$stage-$stop_stage\"}" > "$exp/seed$s/wall.json"
 done
 
