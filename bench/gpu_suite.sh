@@ -40,8 +40,7 @@ if [ "${device%%:*}" = cuda ] && ! "$py" -c "import torch, sys; sys.exit(0 if to
   exit 0
 fi
 mkdir -p "$out"
-emilia="$root/../shared/data/emo_emilia/Emo-Emilia-ALL.jsonl"
-[ -f "$emilia" ] || emilia="/work/shared/data/emo_emilia/Emo-Emilia-ALL.jsonl"
+emilia="${C2SER_SHARED:-$root/../shared}/data/emo_emilia/Emo-Emilia-ALL.jsonl"   # the real duration list, if present
 # per size: the stage arguments (small problems at tiny so that CI takes seconds, the real ones at full)
 if [ "$size" = tiny ]; then
   train_args="--clips 8 --repeats 1"; eval_args="--clips 8 --repeats 1"; heads_args="--random --repeats 1 --latency-clips 1 --steps 1 --explicit-tokens 8"
