@@ -17,8 +17,8 @@ from tqdm import tqdm
 from c2ser.audio import SAMPLE_RATE, AudioError, load_audio
 from c2ser.data.manifest import REQUIRED, Rejects, read_manifest
 from c2ser.labels import EMOTIONS
+from c2ser.models.whisper_encoder import MAX_SECONDS  # the Whisper encoder's window
 
-MAX_SECONDS = 30.0  # the Whisper encoder's window
 TARGET_FIELDS = {"explicit": ("explicit_target",), "implicit": ("implicit_target",),
                  "distill": ("explicit_target", "implicit_target")}
 
@@ -116,11 +116,12 @@ def report(kept: list[dict], rejects: list[dict], path: str | Path, prog: str, p
           + (f" (reasons in {path})" if rejects else ""), file=sys.stderr)
 
 
-def validate_training_rows(rows: list[dict], cfg) -> list[dict]:
-    """The training rows to use (``cfg`` is a TrainConfig): rejects go to ``<output_dir>/rejects.jsonl``; refuses
-    (ValueError) when more than ``cfg.data.max_reject_fraction`` of the manifest's rows are rejected."""
+def validate_training_rows(cfg) -> list[dict]:
+    """The rows of ``cfg.data.train_manifest`` to train on (``cfg`` is a TrainConfig): duplicates and bad rows go to
+    ``<output_dir>/rejects.jsonl``; refuses (ValueError) when more than ``cfg.data.max_reject_fraction`` of the
+    manifest's rows are rejected."""
     dups: list[dict] = []
-    read_manifest(cfg.data.train_manifest, dups, quiet=True)  # duplicates were printed by the first read
+    rows = read_manifest(cfg.data.train_manifest, dups)
     ssl = cfg.model.ssl
     shape = (ssl.num_tokens, ssl.dim) if ssl.enabled and cfg.data.feature_dir else None
     kept, rejects = validate_rows(rows, REQUIRED + TARGET_FIELDS[cfg.task], EMOTIONS,

@@ -14,8 +14,7 @@ import torch
 
 from c2ser.audio import SAMPLE_RATE, load_audio
 from c2ser.models.processor import C2SERProcessor
-
-MAX_SECONDS = 30.0  # the Whisper encoder's window
+from c2ser.models.whisper_encoder import MAX_SECONDS  # the Whisper encoder's window
 
 
 def resolve_device(device: str | None = "auto") -> str:

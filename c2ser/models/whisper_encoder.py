@@ -22,9 +22,10 @@ from torch.utils.checkpoint import checkpoint
 
 HOP = 160
 MAX_FRAMES = 3000  # 30 s of mel frames: the positional embedding's length × 2
+MAX_SECONDS = MAX_FRAMES * HOP / 16000  # 30 s: the longest clip the encoder sees (longer ones error or are cropped)
 
 
-def log_mel(wav: np.ndarray | torch.Tensor, n_mels: int = 80, max_seconds: float = 30.0,
+def log_mel(wav: np.ndarray | torch.Tensor, n_mels: int = 80, max_seconds: float = MAX_SECONDS,
             long_audio: str = "error", name: str = "audio") -> torch.Tensor:
     """``whisper.log_mel_spectrogram`` of the *unpadded* clip: (n_mels, len // 160).
 

@@ -20,6 +20,7 @@ import torch
 
 from c2ser.audio import load_audio
 from c2ser.models.processor import C2SERProcessor
+from c2ser.models.whisper_encoder import MAX_SECONDS
 from c2ser.prompts import (EXPLICIT_PROMPT, EXPLICIT_QUESTIONS, GEN_SER_PROMPT, IMPLICIT_PROMPT, IMPLICIT_QUESTIONS,
                            WHY_QUESTIONS)
 from c2ser.training.specaug import spec_augment, spec_sub
@@ -75,7 +76,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         # lengths used by the batch caps: mel frames as the encoder sees them (cropped clips: at most 30 s)
         # and the longer (explicit) LLM sequence
         crop = processor.long_audio == "crop"
-        self.frames = [int(round((min(r["duration"], 30.0) if crop else r["duration"]) * 100)) for r in rows]
+        self.frames = [int(round((min(r["duration"], MAX_SECONDS) if crop else r["duration"]) * 100)) for r in rows]
         self.tokens = []
         for r, f in zip(rows, self.frames):
             speech = (10 if ssl_enabled else 0) + (f + 7) // 8 + 2

@@ -57,7 +57,7 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     out = Path(cfg.output_dir)
     acc = make_accelerator(cfg)
     set_seed(cfg.seed)
-    rows = validate_training_rows(read_rows(cfg.data.train_manifest), cfg)  # bad rows → rejects.jsonl
+    rows = validate_training_rows(cfg)  # the manifest's usable rows; bad ones → OUTPUT_DIR/rejects.jsonl
     rows, too_long = split_by_duration(rows, cfg.data.max_duration)
     if too_long:
         acc.print(f"{cfg.data.train_manifest}: {len(too_long)} clips longer than data.max_duration="
