@@ -13,7 +13,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--emotions", default=",".join(EMOTIONS))
     ap.add_argument("--per-class", type=int, default=80, help="training clips per emotion")
-    ap.add_argument("--valid-per-class", type=int, default=20, help="valid clips per emotion (held-out voices)")
+    ap.add_argument("--valid-per-class", type=int, default=40, help="valid clips per emotion (held-out voices)")
     ap.add_argument("--test-per-class", type=int, default=60, help="test clips per emotion (held-out voices)")
     ap.add_argument("--langs", default="en,zh")
     ap.add_argument("--seed", type=int, default=0)

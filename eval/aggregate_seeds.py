@@ -5,7 +5,7 @@
 Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test) and ``EXP/seedS/eval_valid/<system>/results.json``
 (validation) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
 (``head_gen_ser/final/head/config.yaml``), the heads' parameter counts, and ``cpu_times.txt`` / ``wall.json``
-(written by recipes/tiny/run.sh). std is the sample standard deviation (n − 1); a system missing for some seed
+(written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample standard deviation (n − 1); a system missing for some seed
 is reported over the seeds that have it (the count is shown).
 """
 from __future__ import annotations
@@ -34,6 +34,11 @@ def mean_std(values: list[float]) -> str:
 def _results(path: Path) -> dict | None:
     f = path / "results.json"
     return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _chat(path: Path) -> dict | None:
+    """The overall rates of eval/chat_consistency.py (None when it was not run)."""
+    return json.loads(path.read_text())["overall"] if path.is_file() else None
 
 
 def cpu_seconds(path: Path) -> float | None:
@@ -72,6 +77,7 @@ def collect(exp: Path, seeds: list[str]) -> dict:
         per[s] = {"test": {k: _results(d / "eval" / k) for k, _ in SYSTEMS},
                   "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
                   "gen_ser": head_info(d, "gen_ser"), "ce": head_info(d, "ce"),
+                  "chat": _chat(d / "chat_consistency.json"),
                   "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
                   "stages": wall.get("stages")}
     return per
@@ -95,6 +101,14 @@ def table(per: dict) -> str:
         n = tests[0]["n"] if tests else "–"
         lines.append(f"| {name} | {len(tests)} | {mean_std([v['UA'] for v in valids])} | "
                      f"{mean_std([t['UA'] for t in tests])} | {n} | " + " | ".join(style) + " |")
+    chats = [per[s]["chat"] for s in seeds if per[s]["chat"] and per[s]["chat"].get("n")]
+    if chats:
+        lines += ["", "Chat (`c2ser chat` on the stage-2 model, one EN and one ZH question worded unlike any training "
+                  f"prompt, then \"why?\"; {chats[0]['n']} conversations per seed, test clips), over {len(chats)} seeds:",
+                  "", "| same label as `c2ser predict` | follow-up same label | answer in the question's language |",
+                  "|---|---|---|",
+                  "| " + " | ".join(mean_std([c[k] for c in chats])
+                                  for k in ("same_label", "follow_up_same_label", "same_language")) + " |"]
     lines += ["", "| seed | Gen-SER steps (chosen on valid) | Gen-SER params | CE params | wall s | CPU s (user+sys) |"
               " stages |", "|---|---|---|---|---|---|---|"]
     for s in seeds:

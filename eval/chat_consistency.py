@@ -1,7 +1,8 @@
 """Does ``c2ser chat`` agree with ``c2ser predict``? Scripted chat questions on test clips, scored against predict.
 
     python eval/chat_consistency.py --checkpoint exp/tiny/seed0/stage2/final \\
-        --manifest exp/tiny/seed0/data/synthetic/test.cot.jsonl --feature-dir exp/tiny/seed0/features [--limit 40]
+        --manifest exp/tiny/seed0/data/synthetic/test.cot.jsonl --feature-dir exp/tiny/seed0/features [--limit 40] \\
+        [--out exp/tiny/seed0/chat_consistency.json]
 
 For each clip, ``predict_files`` (what ``c2ser predict`` runs: the implicit prompt, greedy) gives the reference label.
 Then, per language, a fresh :class:`ChatSession` asks a question worded differently from every training prompt
@@ -45,7 +46,9 @@ def run(checkpoint: str, manifest: str, feature_dir: str | None, limit: int | No
     from c2ser.inference.loading import load_for_inference
     from c2ser.inference.predict import predict_files
 
-    rows = read_manifest(manifest)[:limit]
+    rows = read_manifest(manifest)
+    if limit and len(rows) > limit:  # evenly spread: a manifest sorted by emotion gives every emotion its share
+        rows = [rows[i * len(rows) // limit] for i in range(limit)]
     if not rows:
         raise ValueError(f"{manifest}: no clips")
     model, processor = load_for_inference(checkpoint, None, "cpu", [], None)
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--manifest", required=True, help="test manifest (audio paths; keys name the feature files)")
     ap.add_argument("--feature-dir", help="cached Emotion2Vec-S features (<dir>/<audio file stem>.npy)")
-    ap.add_argument("--limit", type=int, default=40, help="first N clips")
+    ap.add_argument("--limit", type=int, default=40, help="N clips spread evenly over the manifest")
     ap.add_argument("--out", help="write the rates and every answer as JSON here")
     a = ap.parse_args(argv)
     try:

@@ -29,7 +29,20 @@ def test_splits_use_disjoint_voice_variants_and_sentences():
         assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]
         assert not pools["valid"] & pools["test"]
         assert set().union(*pools.values()) == set(SENTENCES[lang])
-    assert len(VOICES["en"]["train"]) == 24 and len(VARIANTS["train"]) == 12
+    assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 36
+
+
+def test_every_voice_speaks_every_emotion_about_equally_often():
+    jobs = _plan(list(FOUR), per_class=150, langs=["en", "zh"], seed=0, test_per_class=60, valid_per_class=40)
+    for split in ("train", "valid", "test"):
+        counts = {}
+        for j in jobs:
+            if j["split"] == split:
+                counts.setdefault(j["voice"], {}).setdefault(j["emotion"], 0)
+                counts[j["voice"]][j["emotion"]] += 1
+        assert len(counts) == sum(len(VOICES[lang][split]) for lang in ("en", "zh"))
+        for voice, per in counts.items():  # all four emotions, within one clip of each other
+            assert set(per) == set(FOUR) and max(per.values()) - min(per.values()) <= 1, (split, voice, per)
 
 
 def test_plan_balances_classes_and_languages_with_held_out_voices():
@@ -43,7 +56,7 @@ def test_plan_balances_classes_and_languages_with_held_out_voices():
 
 def test_each_demo_emotion_has_its_own_style_signature():
     signatures = {e: tuple(INTENDED[e][f] for f in ("pitch_bin", "volume_bin", "pace_bin")) for e in FOUR}
-    assert signatures == {"neutral": ("medium", "medium", "medium"), "happy": ("high", "medium", "medium"),
+    assert signatures == {"neutral": ("medium", "medium", "medium"), "happy": ("high", "medium", "high"),
                           "sad": ("low", "low", "low"), "angry": ("medium", "high", "high")}
 
 
@@ -74,6 +87,18 @@ def test_aggregate_reports_mean_and_sample_std_per_system(tmp_path):
     s1 = next(line for line in text.splitlines() if line.startswith("| stage 1, explicit CoT answer"))
     assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| – |" in s1  # style; no valid run
     assert "| 0 | – | – | – | 100 | 100 | 0-12 |" in text  # 90.5 + 9.5 CPU seconds
+    assert "Chat" not in text  # no chat_consistency.json: no chat line
+
+
+def test_aggregate_reports_chat_consistency_over_seeds(tmp_path):
+    for s, same in (("0", 0.75), ("1", 0.85)):
+        d = tmp_path / f"seed{s}"
+        _results(d / "eval" / "stage2-implicit", 0.9)
+        rates = {"n": 80, "same_label": same, "follow_up_same_label": 0.5, "same_language": 1.0}
+        (d / "chat_consistency.json").write_text(json.dumps({"overall": rates, "en": rates, "records": []}))
+    text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1"]))
+    assert "80 conversations per seed" in text and "over 2 seeds" in text
+    assert "| 80.0 ± 7.1 | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text  # sample std of 75, 85
 
 
 def test_aggregate_names_a_missing_seed(tmp_path):

@@ -65,6 +65,12 @@ def test_official_warmup_lr_and_cosine():
         lr_factor(1, "exotic", 1, 1)
 
 
+def test_warmup_stable_decay_holds_then_reaches_zero_at_the_last_update():
+    # 1000 updates, warm-up 10: ramp, flat to update 800 (80 %), then linear to 0 at 1000
+    f = [lr_factor(s, "warmup_stable_decay", 10, 1000) for s in (5, 10, 500, 800, 900, 950, 1000)]
+    assert f == pytest.approx([0.5, 1.0, 1.0, 1.0, 0.5, 0.25, 0.0])
+
+
 def test_stage2_schedule_decays_linearly_and_is_deterministic():
     total = 1000
     assert explicit_probability(0, total) == 1.0 and explicit_probability(total - 1, total) == 0.0

@@ -31,7 +31,8 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-6
     weight_decay: float = 0.01
-    scheduler: str = "warmup_inverse_sqrt"  # warmup_inverse_sqrt (official WarmupLR) | cosine | constant
+    scheduler: str = "warmup_inverse_sqrt"  # warmup_inverse_sqrt (official WarmupLR) | cosine | constant |
+                                            # warmup_stable_decay
     warmup_steps: int = 8000
     grad_clip: float = 5.0
     grad_accum: int = 4

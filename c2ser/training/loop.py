@@ -193,7 +193,10 @@ def validate(cfg: TrainConfig, acc: Accelerator, model, processor: C2SERProcesso
     from c2ser.evaluation.parse import parse_emotion
 
     task = "explicit" if cfg.task == "explicit" else "implicit"
-    rows = read_rows(cfg.data.valid_manifest)[: cfg.data.max_valid_clips]
+    rows = read_rows(cfg.data.valid_manifest)
+    n = cfg.data.max_valid_clips
+    if n and len(rows) > n:  # evenly spread: a manifest sorted by class is not cut to its first classes
+        rows = [rows[i * len(rows) // n] for i in range(n)]
     ds = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled)
     sampler = DynamicBatchSampler(ds.frames, ds.tokens, cfg.data.max_frames_in_batch, cfg.data.max_tokens_in_batch,
                                   cfg.data.max_batch_size, shuffle=False, rank=acc.process_index,

@@ -5,11 +5,16 @@ import math
 import random
 
 
+DECAY_FRACTION = 0.2  # warmup_stable_decay: share of the run spent decaying to 0
+
+
 def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
     """Multiplier of the base lr after ``step`` optimiser updates.
 
     ``warmup_inverse_sqrt`` is the official WarmupLR: ``min(step / warmup, sqrt(warmup / step))``.
     ``cosine``: linear warm-up then cosine decay to 0 at ``total``. ``constant``: warm-up then 1.
+    ``warmup_stable_decay``: warm-up, 1, then a linear decay to 0 over the last ``DECAY_FRACTION`` of ``total``
+    (the final weights are not those of a single noisy step at the full rate).
     """
     step = max(step, 1)
     warmup = max(warmup, 1)
@@ -22,7 +27,10 @@ def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if kind == "constant":
         return 1.0
-    raise ValueError(f"unknown lr scheduler {kind!r} (warmup_inverse_sqrt | cosine | constant)")
+    if kind == "warmup_stable_decay":
+        decay_start = total * (1 - DECAY_FRACTION)
+        return 1.0 if step <= decay_start else max(0.0, (total - step) / max(1.0, total - decay_start))
+    raise ValueError(f"unknown lr scheduler {kind!r} (warmup_inverse_sqrt | cosine | constant | warmup_stable_decay)")
 
 
 def explicit_probability(step: int, total_steps: int) -> float:

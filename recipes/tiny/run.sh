@@ -2,18 +2,19 @@
 # The end-to-end CPU demo (`make demo`): the C2SER recipe (recipes/c2ser/run.sh) at --size tiny, with an overlay:
 # the synthetic emotional-speech corpus (espeak-ng + sox, 4 emotions; valid and test use held-out sentences and
 # held-out voices, disjoint from each other), one fp32 process (recipes/tiny/conf/). Options:
-#   bash recipes/tiny/run.sh [--seeds 0,1,2] [--stage 0] [--stop_stage 12] [--exp exp/tiny] [--per_class 150]
+#   bash recipes/tiny/run.sh [--seeds 0,1,2 (default)] [--stage 0] [--stop_stage 12] [--exp exp/tiny] [--per_class 250]
 # (--seed S = --seeds S; any other --name value goes to recipes/c2ser/run.sh). Each seed trains in EXP/seedS; the
 # seeds share the first seed's data, models and features (the seed changes the training runs only).
 # Stages 0–10 are the recipe's; the demo adds:
 #   after 1   valid and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
-#   11        every system evaluated on the validation split too (EXP/seedS/eval_valid), beside test (eval)
+#   11        every system evaluated on the validation split too (EXP/seedS/eval_valid), beside test (eval);
+#             scripted EN/ZH chat questions on 40 test clips vs `c2ser predict` (EXP/seedS/chat_consistency.json)
 #   12        EXP/RESULTS.md: validation and test UA and style accuracy, mean ± std over the seeds, time per seed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=150
+seeds=0,1,2; stage=0; stop_stage=12; exp=exp/tiny; per_class=250
 passthrough=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -76,6 +77,9 @@ run_seed() {  # run_seed SEED FIRST_SEED
       c2ser eval --checkpoint "$ckpt" --manifest "$d/valid.cot.jsonl" --corpus synthetic --feature-dir "$e/features" \
         --mode "$mode" --group-by language --out "$e/eval_valid/$sys"
     done
+    echo "== stage 11 (demo): scripted chat questions vs c2ser predict (40 test clips)"
+    python eval/chat_consistency.py --checkpoint "$e/stage2/final" --manifest "$d/test.cot.jsonl" \
+      --feature-dir "$e/features" --limit 40 --out "$e/chat_consistency.json"
   fi
 }
 
