@@ -106,3 +106,15 @@ def test_device_auto_picks_cuda_when_available(monkeypatch, cuda, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert resolve_device("auto") == expected and resolve_device(None) == expected
     assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_official_decoding_preset_is_the_release_generate_call():
+    from c2ser.evaluation.inference import decoding_settings
+
+    # the release's generate() arguments (C2SER's inference script), written out here
+    release = {"max_new_tokens": 400, "num_beams": 4, "do_sample": True, "top_k": 2, "temperature": 1.0,
+               "repetition_penalty": 1.05, "length_penalty": 1.0, "min_length": 1}
+    settings = decoding_settings("official", None, seed=777)
+    assert {k: v for k, v in settings.items() if k not in ("preset", "seed")} == release
+    assert decoding_settings("official", 64, 0)["max_new_tokens"] == 64       # --max-new-tokens overrides
+    assert decoding_settings("greedy", None, 0)["max_new_tokens"] == 128

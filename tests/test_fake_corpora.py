@@ -118,7 +118,8 @@ def test_meld_prep_takes_the_dialogue_channel(built, tmp_path, name):
                 if c["path"] == raw / "MELD.Raw" / "train" / "train_splits" / f"{name}.mp4")
     original = speech(clip, tmp_path)
     prepared = load_audio(data / "meld" / "wav" / "train" / f"{name}.wav")
-    assert abs(len(prepared) - len(original)) < 0.02 * 16000
+    # the mp4's AAC track pads to whole 1024-sample frames (21 ms at 48 kHz) and adds encoder priming
+    assert abs(len(prepared) - len(original)) < 0.05 * 16000
     assert _best_corr(original, prepared) > 0.9
     # the front-left channel is noise only in 5.1 (what a wrong channel or a down-mix would bring in)
     left = load_audio(raw / "MELD.Raw" / "train" / "train_splits" / f"{name}.mp4", channel=1)

@@ -25,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--decoding", default="greedy", help="greedy | beam4 | official | sample")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several = stability report")
     p.add_argument("--group-by", help="report per value of this field too (language, fold, ...)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, help="default 128; 400 with --decoding official (the release's)")
     p.add_argument("--limit", type=int, help="evaluate the first N clips only")
     p.add_argument("--overwrite", action="store_true", help="discard predictions already in --out and start over")
     add_loading_arguments(p)

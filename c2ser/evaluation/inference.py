@@ -20,20 +20,27 @@ from c2ser.models.processor import to_device
 from c2ser.training.data import ManifestDataset, collate, identity
 from c2ser.training.sampler import DynamicBatchSampler
 
-# Decoding presets. "official" reproduces the released C2SER's stochastic beam-sample (4 beams sampling among
-# the top-2 tokens: top_p=0 keeps min_tokens_to_keep=2 in transformers 4.44; top_k=2 is the same on 5.x).
+# Decoding presets. "official" is the released C2SER's stochastic beam-sample, as its inference script calls
+# generate (c2ser.inference.official.PARITY_DECODING): 4 beams sampling among the top-2 tokens (top_p=0 keeps
+# min_tokens_to_keep=2 in transformers 4.44; top_k=2 is the same on 5.x), repetition and length penalties,
+# min_length 1 and max_new_tokens 400 (the preset's default; --max-new-tokens overrides it).
 DECODING_PRESETS: dict[str, dict] = {
     "greedy": {"num_beams": 1, "do_sample": False},
     "beam4": {"num_beams": 4, "do_sample": False},
-    "official": {"num_beams": 4, "do_sample": True, "top_k": 2, "temperature": 1.0, "repetition_penalty": 1.05},
+    "official": {"num_beams": 4, "do_sample": True, "top_k": 2, "temperature": 1.0, "repetition_penalty": 1.05,
+                 "length_penalty": 1.0, "min_length": 1},
     "sample": {"num_beams": 1, "do_sample": True, "top_p": 0.9, "temperature": 1.0},
 }
+DEFAULT_MAX_NEW_TOKENS = {"official": 400}   # every other preset: 128
 ROW_FIELDS = ("emotion", "raw_emotion", "language", "corpus", "split", "speaker", "style")
 
 
-def decoding_settings(preset: str, max_new_tokens: int, seed: int) -> dict:
+def decoding_settings(preset: str, max_new_tokens: int | None, seed: int) -> dict:
+    """The generate() settings of ``preset``; ``max_new_tokens`` None = the preset's default."""
     if preset not in DECODING_PRESETS:
         raise ValueError(f"unknown decoding preset {preset!r} (choose from {', '.join(DECODING_PRESETS)})")
+    if max_new_tokens is None:
+        max_new_tokens = DEFAULT_MAX_NEW_TOKENS.get(preset, 128)
     return {"preset": preset, "max_new_tokens": max_new_tokens, "seed": seed, **DECODING_PRESETS[preset]}
 
 
@@ -51,7 +58,7 @@ def process_state():
 
 @torch.no_grad()
 def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "implicit",
-                     feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int = 128,
+                     feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int | None = None,
                      seed: int = 0, max_frames: int = 12000, max_tokens: int = 20000, max_batch_size: int = 16,
                      progress: bool = True, state=None) -> dict:
     """Decode every clip of ``rows`` not yet in ``writer`` (a PredictionWriter); returns the decoding settings.

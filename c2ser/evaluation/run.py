@@ -94,7 +94,7 @@ def open_writers(paths: list[Path], fps: list[dict], overwrite: bool, state) -> 
 
 def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: str = "implicit",
              feature_dir: str | None = None, decoding: str = "greedy", seeds: list[int] = (0,),
-             group_by: str | None = None, max_new_tokens: int = 128, device: str = "auto",
+             group_by: str | None = None, max_new_tokens: int | None = None, device: str = "auto",
              limit: int | None = None, overrides: list[str] | tuple = (), ssl_checkpoint: str | None = None,
              qwen2_dir: str | None = None, overwrite: bool = False, loaded: tuple | None = None) -> dict:
     """Evaluate ``checkpoint`` on ``manifest``; ``loaded`` = a ``(model, processor)`` already loaded from it
