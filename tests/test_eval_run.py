@@ -118,3 +118,25 @@ def test_official_decoding_preset_is_the_release_generate_call():
     assert {k: v for k, v in settings.items() if k not in ("preset", "seed")} == release
     assert decoding_settings("official", 64, 0)["max_new_tokens"] == 64       # --max-new-tokens overrides
     assert decoding_settings("greedy", None, 0)["max_new_tokens"] == 128
+
+
+@pytest.mark.parametrize("decoding, extra, expected", [("greedy", [], 128), ("official", [], 400),
+                                                        ("official", ["--max-new-tokens", "7"], 7)])
+def test_generate_gets_the_presets_max_new_tokens(setup, tmp_path, monkeypatch, decoding, extra, expected):
+    """What `c2ser eval` really passes to generate() when --max-new-tokens is left out (None must not reach it: the
+    transformers default of 20 tokens would cut every explicit answer)."""
+    from c2ser.models.c2ser import C2SERModel
+
+    seen = []
+
+    def fake_generate(self, batch, max_new_tokens=None, **kwargs):
+        seen.append(max_new_tokens)
+        return ["The emotion of this speech is happy."] * len(batch["keys"])
+
+    monkeypatch.setattr(C2SERModel, "generate", fake_generate)
+    ckpt, corpus = setup
+    args = ["eval", "--checkpoint", str(ckpt), "--manifest", str(corpus["train"]), "--corpus", "synthetic",
+            "--feature-dir", str(corpus["features"]), "--out", str(tmp_path / "o"), "--limit", "2",
+            "--decoding", decoding, *extra]
+    assert main(args) == 0
+    assert seen and set(seen) == {expected}

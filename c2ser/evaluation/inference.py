@@ -82,7 +82,7 @@ def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "im
         if items:
             torch.manual_seed(seed)  # sampling presets: the same seed gives the same answers
             batch = to_device(collate(processor, items, mode, with_targets=False), model.device)
-            texts = model.generate(batch, max_new_tokens=max_new_tokens, **gen_kwargs)
+            texts = model.generate(batch, max_new_tokens=settings["max_new_tokens"], **gen_kwargs)
             for it, text in zip(items, texts):
                 row = ds.rows[it["index"]]
                 answers.append({"key": it["key"], "prediction": text, "mode": mode,
