@@ -5,8 +5,9 @@
 Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test) and ``EXP/seedS/eval_valid/<system>/results.json``
 (validation) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
 (``head_gen_ser/final/head/config.yaml``), the heads' parameter counts, and ``cpu_times.txt`` / ``wall.json``
-(written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample standard deviation (n − 1); a system missing for some seed
-is reported over the seeds that have it (the count is shown).
+(written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample
+standard deviation (n − 1); a system missing for some seed is reported over the seeds that have it (the count is
+shown).
 """
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ class Prosody:
 PROSODY: dict[str, Prosody] = {
     # each emotion of the demo's four has its own (pitch, volume, pace) signature: neutral (medium, medium, medium),
     # happy (high, medium, faster than neutral), sad (low, low, low), angry (medium, high, high); every pair differs
-    # in pace or volume, which an unseen voice does not shift (its own pitch does). espeak's amplitude is linear in dB below 150
-    # (100 → about -21 LUFS, 200 → -15 after the limiter). Each speaker's style bins are its μ ± σ over the four:
+    # in pace or volume, which an unseen voice does not shift (its own pitch does). espeak's amplitude is linear in
+    # dB below 150 (100 → about -21 LUFS, 200 → -15 after the limiter). Each speaker's style bins are its μ ± σ over the four:
     # angry's pace sits well above μ + σ (at 240 wpm about 40 % of angry clips measured as "medium"), sad's below
     # μ − σ, happy's inside
     "neutral": Prosody(rate=150, pitch=40, range=60, amplitude=70),
