@@ -63,8 +63,8 @@ def head_info(seed_dir: Path, head: str) -> dict:
 
         module, _ = load_head(f.parent)
         out["params"] = sum(p.numel() for p in module.parameters())
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
+    except (FileNotFoundError, ValueError, KeyError) as e:  # the table shows '–' for it; say why
+        print(f"aggregate_seeds.py: {f.parent}: head not loadable, parameter count left out ({e})", file=sys.stderr)
     return out
 
 

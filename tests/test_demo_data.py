@@ -105,3 +105,13 @@ def test_aggregate_names_a_missing_seed(tmp_path):
     with pytest.raises(FileNotFoundError, match="seed7"):
         aggregate_seeds.collect(tmp_path, ["7"])
     assert aggregate_seeds.main([str(tmp_path), "--seeds", "7"]) == 1
+
+
+def test_aggregate_says_why_a_head_parameter_count_is_missing(tmp_path, capsys):
+    d = tmp_path / "seed0" / "head_gen_ser" / "final" / "head"
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text("head_stage: {gen_ser: {steps: 2}}\n")  # no weights next to it
+    info = aggregate_seeds.head_info(tmp_path / "seed0", "gen_ser")
+    assert info == {"steps": 2}
+    err = capsys.readouterr().err
+    assert "head not loadable" in err and str(d) in err
