@@ -54,6 +54,15 @@ def test_measured_style_agrees_with_the_intended_prosody(corpus):
     assert loud["angry"] > loud["neutral"] > loud["sad"] and rate["angry"] > rate["neutral"] > rate["sad"]
 
 
+def test_pitch_of_a_low_voice_with_a_weak_fundamental():
+    # a 55 Hz voice whose energy sits in harmonics 2-5 (like espeak's low male voices): with a 60 Hz floor the
+    # tracker took a harmonic (~185 Hz); the measure must report the fundamental
+    t = np.arange(24000) / 16000
+    for f0 in (55.0, 120.0):
+        wav = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in {1: 0.1, 2: 0.5, 3: 1.0, 4: 0.8, 5: 0.5}.items())
+        assert abs(measure((0.1 * wav).astype(np.float32), "hello there", "en")["pitch_hz"] - f0) < 1.0
+
+
 def test_cot_targets_and_short_clip_fallback():
     short = (0.1 * np.sin(np.arange(3000) / 5)).astype(np.float32)  # 0.19 s: too short for LUFS gating
     m = measure(short, "hi there", "en")

@@ -28,6 +28,7 @@ import pyloudnorm
 from c2ser.labels import EMOTIONS, EN_WORD, ZH_WORD
 
 MIN_SECONDS = 0.3   # shorter clips are rejected: too few frames for pitch (YIN) and the speech-time detector
+PITCH_FLOOR_HZ = 50.0   # lowest F0 the pitch tracker searches
 MEASURES = (("pitch_hz", "pitch_bin"), ("loudness_lufs", "volume_bin"), ("rate", "pace_bin"))
 
 EN_TEMPLATES = [
@@ -93,7 +94,9 @@ def syllables(text: str, language: str) -> int:
 
 def measure(wav: np.ndarray, text: str, language: str, sr: int = 16000) -> dict:
     """pitch_hz, loudness_lufs, rate (syllables per second of speech) of one clip."""
-    f0 = librosa.yin(wav, fmin=60, fmax=500, sr=sr, frame_length=1024, hop_length=160)
+    # floor 50 Hz (PENN, the paper's tracker, searches from 31 Hz): with 60, yin took the 3rd or 4th harmonic of low,
+    # quiet male voices (~55-65 Hz) and measured them at 200-360 Hz
+    f0 = librosa.yin(wav, fmin=PITCH_FLOOR_HZ, fmax=500, sr=sr, frame_length=1024, hop_length=160)
     rms = librosa.feature.rms(y=wav, frame_length=1024, hop_length=160)[0][: len(f0)]
     voiced = rms > rms.max() * 10 ** (-20 / 20) if rms.max() > 0 else np.zeros_like(rms, dtype=bool)
     pitch = float(np.median(f0[: len(rms)][voiced])) if voiced.any() else float("nan")

@@ -39,13 +39,14 @@ PROSODY: dict[str, Prosody] = {
     # each emotion of the demo's four has its own (pitch, volume, pace) signature: neutral (medium, medium, medium),
     # happy (high, medium, faster than neutral), sad (low, low, low), angry (medium, high, high); every pair differs
     # in pace or volume, which an unseen voice does not shift (its own pitch does). espeak's amplitude is linear in
-    # dB below 150 (100 → about -21 LUFS, 200 → -15 after the limiter). Each speaker's style bins are its μ ± σ over the four:
-    # angry's pace sits well above μ + σ (at 240 wpm about 40 % of angry clips measured as "medium"), sad's below
-    # μ − σ, happy's inside
-    "neutral": Prosody(rate=150, pitch=40, range=60, amplitude=70),
+    # dB below 150 (100 → about -21 LUFS, 200 → -15 after the limiter). Each speaker's style bins are its μ ± σ over
+    # the four, so happy and sad sit symmetrically around neutral (±30-35 pitch steps, about ±0.4 octave): with
+    # happy twice as far up as sad was down (90 / 40 / 15), happy alone set σ and only ~30 % of sad clips measured
+    # "low". Angry's pace sits well above μ + σ (at 240 wpm about 40 % of angry clips measured as "medium").
+    "neutral": Prosody(rate=150, pitch=55, range=60, amplitude=70),
     "happy": Prosody(rate=190, pitch=90, range=250, amplitude=70),
-    "sad": Prosody(rate=105, pitch=15, range=40, amplitude=32),
-    "angry": Prosody(rate=280, pitch=45, range=80, amplitude=200),
+    "sad": Prosody(rate=105, pitch=25, range=40, amplitude=32),
+    "angry": Prosody(rate=280, pitch=60, range=80, amplitude=200),
     "surprise": Prosody(rate=165, pitch=92, range=200, amplitude=150),
     "fear": Prosody(rate=210, pitch=75, range=80, amplitude=40, effect=("tremolo", "7", "45")),
     "disgust": Prosody(rate=115, pitch=20, range=100, amplitude=70),
@@ -57,8 +58,8 @@ INTENDED = {e: {"pace_bin": "high" if p.rate >= 185 else "low" if p.rate <= 130 
             for e, p in PROSODY.items()}
 
 # espeak-ng voice variants (each changes pitch and timbre), disjoint between the splits: valid and test voices are
-# never heard in training. Training covers the pitch range of the held-out voices (male ~70–120 Hz, female ~150–225
-# Hz at the neutral setting), so an unseen voice's own pitch is not mistaken for an emotion. Variants that espeak-ng
+# never heard in training. Training covers the pitch range of the held-out voices (their own pitch at the neutral
+# setting, male and female), so an unseen voice's own pitch is not mistaken for an emotion. Variants that espeak-ng
 # renders as the default voice, robotic or whispered ones, and those more than ~4 dB louder or quieter than the
 # others (e.g. Jacky, Denis, iven, Hugo) are not used.
 VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "Andy", "Gene", "Michael", "Mike", "adam", "benjamin", "boris",
