@@ -3,12 +3,13 @@
 Same clips, same model, same max_new_tokens, measured in alternation in one run:
 (a) ours, length-bucketed batches of ≤ 16, greedy; (b) one clip at a time, greedy (the batching gain alone);
 (c) the official release's protocol: one clip at a time, 4-beam sampling among the top-2 tokens (``official``).
-With ``--processes 1,2`` it times instead ``accelerate launch -m c2ser.cli eval`` on a saved tiny checkpoint with
-1 and 2 processes (data-parallel evaluation; CPU processes use gloo).
+With ``--processes 1,2`` it times instead ``accelerate launch -m c2ser.cli eval`` on a saved checkpoint of ``--size``
+with 1 and 2 processes (data-parallel evaluation; CPU processes use gloo).
 
     python bench/evaluation.py --device cpu --size tiny
     python bench/evaluation.py --device cpu --size small --repeats 3
-    python bench/evaluation.py --device cpu --size tiny --processes 1,2 --parallel-clips 48
+    python bench/evaluation.py --device cpu --size tiny --processes 1,2 --parallel-clips 1536
+    python bench/evaluation.py --device cpu --size small --processes 1,2 --parallel-clips 64
     python bench/evaluation.py --device cuda --size full
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import (bench_model_config, build_c2ser, dtype_name, emit, interleaved_medians, load_average,  # noqa: E402
-                     parser)
+from _common import (bench_model_config, build_c2ser, build_whisper_checkpoint, dtype_name, emit,  # noqa: E402
+                     interleaved_medians, load_average, parser)
 
 
 class _Sink:  # a PredictionWriter that keeps nothing (every run decodes every clip)
@@ -35,19 +36,52 @@ class _Sink:  # a PredictionWriter that keeps nothing (every run decodes every c
         pass
 
 
-def parallel_eval(args) -> list[list]:
-    """clips/s of ``c2ser eval`` (tiny checkpoint, greedy) with 1, 2, … processes. Whole commands are timed, so
-    the per-clip cost is (time for all the clips − time for half of them) / the other half: start-up cancels."""
+def saved_checkpoint(size: str, device: str, tmp: Path) -> tuple[Path, int]:
+    """(a c2ser checkpoint directory that ``c2ser eval`` loads, its SSL width) at a benchmark size, random weights.
+    Above tiny the LLM is saved as an HF directory (its Qwen2Config, the tiny test tokenizer) that the checkpoint
+    names as its base model, as a real one names Qwen2-7B-Instruct."""
+    import shutil
+
     import torch
 
     from c2ser.checkpoint import save_checkpoint
     from c2ser.models.build import build_model
-    from c2ser.testing import build_tiny_models, make_toy_corpus, tiny_model_config
+    from c2ser.testing import build_tiny_models, tiny_model_config
+
+    models = build_tiny_models(tmp / "models")
+    torch.manual_seed(0)
+    if size == "tiny":
+        return save_checkpoint(build_model(tiny_model_config(models)), tmp / "ckpt"), 48
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from c2ser.models.config import ModelConfig
+
+    spec = bench_model_config(size, device)
+    tok = AutoTokenizer.from_pretrained(models["llm"])
+    llm = AutoModelForCausalLM.from_config(Qwen2Config(**spec["llm"], bos_token_id=tok.eos_token_id,
+                                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                                           dtype=spec["dtype"])
+    llm.save_pretrained(tmp / "llm")
+    tok.save_pretrained(tmp / "llm")
+    del llm
+    cfg = ModelConfig(trainable="adapter_encoder_lora")
+    cfg.llm.name_or_path, cfg.llm.dtype = str(tmp / "llm"), dtype_name(spec["dtype"])
+    cfg.whisper.name_or_path = str(build_whisper_checkpoint(size, tmp / "whisper.pt"))
+    cfg.ssl.dim = min(768, spec["whisper"]["n_audio_state"])
+    ckpt = save_checkpoint(build_model(cfg), tmp / "ckpt")
+    shutil.rmtree(tmp / "models", ignore_errors=True)
+    return ckpt, cfg.ssl.dim
+
+
+def parallel_eval(args) -> list[list]:
+    """clips/s of ``c2ser eval`` (greedy, a saved checkpoint of ``--size``) with 1, 2, … processes. Whole commands
+    are timed, so the per-clip cost is (time for all the clips − time for half of them) / the other half: start-up
+    cancels."""
+    from c2ser.testing import make_toy_corpus
 
     tmp = Path(tempfile.mkdtemp())
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(build_model(tiny_model_config(build_tiny_models(tmp / "models"))), tmp / "ckpt")
-    corpus = make_toy_corpus(tmp / "c", per_class=args.parallel_clips // 4)
+    ckpt, ssl_dim = saved_checkpoint(args.size, args.device, tmp)
+    corpus = make_toy_corpus(tmp / "c", per_class=args.parallel_clips // 4, ssl_dim=ssl_dim)
     env = {**os.environ, "ACCELERATE_USE_CPU": "true" if args.device == "cpu" else "false",
            "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     rows = []
@@ -120,9 +154,10 @@ def main():
     p.add_argument("--durations", help="an Emo-Emilia manifest: --clips clips with its (estimated) durations")
     p.add_argument("--batched-only", action="store_true", help="time only ours (batched greedy): large runs")
     args = p.parse_args()
-    if args.processes:  # data-parallel `c2ser eval` only (whole commands, a saved tiny checkpoint)
+    if args.processes:  # data-parallel `c2ser eval` only (whole commands, a saved checkpoint of --size)
         rows = parallel_eval(args)
-        emit(args, f"`accelerate launch -m c2ser.cli eval`, tiny checkpoint, {args.parallel_clips} clips, greedy, "
+        emit(args, f"`accelerate launch -m c2ser.cli eval`, {args.size} checkpoint (random weights), "
+             f"{args.parallel_clips} clips, greedy, "
              f"{args.max_new_tokens} new tokens; clips/s from the time difference between {args.parallel_clips} and "
              f"{args.parallel_clips // 2} clips (start-up cancels); load average {load_average()}",
              ["processes", f"wall time for {args.parallel_clips} clips (s)", "clips/s (eval phase)", "scaling"], rows)

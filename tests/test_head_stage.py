@@ -9,7 +9,7 @@ from c2ser.checkpoint import save_checkpoint
 from c2ser.cli import main
 from c2ser.evaluation.predictions import fingerprint_path, read_predictions
 from c2ser.models.build import build_model
-from c2ser.testing import make_toy_corpus, tiny_model_config
+from c2ser.testing import build_tiny_emotion2vec, make_toy_corpus, tiny_model_config
 from c2ser.training.head_stage import HeadStageConfig, load_head, train_head_stage
 
 
@@ -36,6 +36,12 @@ def test_head_stage_trains_saves_and_evaluates(tiny_models, tmp_path, kind):
     assert all(abs(sum(r["scores"].values()) - 1) < 1e-3 for r in rows)  # per-class confidences
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["n"] == 4 and res["unparsed_rate"] == 0.0  # a head always yields a valid label
+    if kind == "gen_ser":  # the loading flags reach the head's backbone: Emotion2Vec-S online, no cached features
+        e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
+        assert main(["eval", "--checkpoint", str(final), "--manifest", str(corpus["valid"]), "--corpus", "synthetic",
+                     "--ssl-checkpoint", str(e2v), "--mode", "gen-ser", "--out", str(tmp_path / "ev_online")]) == 0
+        online = read_predictions(tmp_path / "ev_online" / "predictions.jsonl")
+        assert sorted(r["key"] for r in online) == sorted(r["key"] for r in rows)
 
 
 def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models, tmp_path):

@@ -1,5 +1,6 @@
 """Training building blocks: batch sampler caps and determinism, schedules, SpecAugment."""
 import math
+import os
 
 import pytest
 import torch
@@ -136,3 +137,34 @@ def test_long_clips_are_left_out_and_cropped_clips_count_30_s():
     for long_audio, expected in (("crop", [300, 3000, 3000]), ("error", [300, 4100, 3000])):
         ds = ManifestDataset(rows, SimpleNamespace(tokenizer=Tok(), long_audio=long_audio), None, False)
         assert ds.frames == expected
+
+
+def test_feature_cache_serves_the_first_load_and_keeps_it_clean(tiny_models, tmp_path):
+    """``data.cache_features``: later epochs read nothing from disk and get what an uncached dataset gives;
+    SpecAugment masks a copy (the cached mel stays clean)."""
+    import shutil
+
+    from c2ser.models.build import load_tokenizer
+    from c2ser.models.config import LLMConfig
+    from c2ser.models.processor import C2SERProcessor
+    from c2ser.testing import make_toy_corpus
+    from c2ser.training.data import ManifestDataset, read_rows
+
+    paths = make_toy_corpus(tmp_path / "c", per_class=1)
+    rows = read_rows(paths["train"])
+    proc = C2SERProcessor(load_tokenizer(LLMConfig(name_or_path=str(tiny_models["llm"]))))
+    plain = ManifestDataset(rows, proc, paths["features"], True)
+    plain = [plain[i] for i in range(len(rows))]
+    cached = ManifestDataset(rows, proc, paths["features"], True, cache=True)
+    augmented = ManifestDataset(rows, proc, paths["features"], True, spec_augment=True, cache=True)
+    for i in range(len(rows)):
+        cached[i]
+    masked = [augmented[i]["mel"] for i in range(len(rows))]
+    shutil.rmtree(paths["features"])  # audio and features gone: only the cache can serve the clips now
+    for r in rows:
+        os.remove(r["audio"])
+    for i, ref in enumerate(plain):
+        again = cached[i]
+        assert torch.equal(again["mel"], ref["mel"]) and (again["ssl"] == ref["ssl"]).all()
+        assert torch.equal(augmented.cache[i][0], ref["mel"])  # the cache holds the clean mel
+        assert not torch.equal(masked[i], ref["mel"])          # training saw a masked copy

@@ -40,7 +40,7 @@ def run(args):
         raise ValueError(f"{len(args.manifest)} manifests but {len(args.corpus)} corpora: give one --corpus each")
     several = len(args.manifest) > 1
     loaded = None
-    if several and args.mode != "gen-ser":
+    if several:
         from c2ser.evaluation.inference import process_state
         from c2ser.inference.loading import load_for_inference
 

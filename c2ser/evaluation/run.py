@@ -123,16 +123,12 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
               f"{state.backend or 'no'} backend)", file=sys.stderr)
     writers = open_writers([out / n for n in names], fps, overwrite, state)
     try:
-        if mode == "gen-ser":  # ``checkpoint`` is a head stage's output; it names its backbone
-            from c2ser.checkpoint import load_model_config
+        from c2ser.inference.loading import load_for_inference
 
-            cfg = load_model_config(checkpoint)
-        else:
-            from c2ser.inference.loading import load_for_inference
-
-            model, processor = loaded or load_for_inference(str(checkpoint), ssl_checkpoint, device, overrides,
-                                                            qwen2_dir)
-            cfg = model.cfg
+        # gen-ser: ``checkpoint`` is a head stage's output, which carries its backbone (loaded the same way)
+        model, processor = loaded or load_for_inference(str(checkpoint), ssl_checkpoint, device, overrides,
+                                                        qwen2_dir)
+        cfg = model.cfg
         ssl_dir = feature_dir if cfg.ssl.enabled and cfg.ssl.checkpoint is None else None
         kept, rejects = validate_rows(rows, EVAL_REQUIRED, corpus_classes(corpus), ssl_dir,
                                       (cfg.ssl.num_tokens, cfg.ssl.dim), long_audio=cfg.whisper.long_audio)
@@ -147,7 +143,8 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
         if mode == "gen-ser":
             from c2ser.training.head_stage import predict_with_head
 
-            settings = predict_with_head(checkpoint, kept, writers[0], feature_dir, corpus)
+            settings = predict_with_head(checkpoint, kept, writers[0], feature_dir, corpus, model=model,
+                                         processor=processor)
             runs.append([r for r in writers[0].rows if r["key"] in keys])
         else:
             for seed, writer in zip(seeds, writers):

@@ -46,7 +46,7 @@ class ChatSession:
         """Encode a clip (once) and start a new conversation about it; ``self.cropped`` says if it was over 30 s."""
         item = audio_item(path, self.model, self.ssl_features)
         batch = to_device(self.processor.collate([dict(item, prompt="")]), self.model.device)
-        speech, lengths = self.model._speech(batch)
+        speech, lengths = self.model.speech_from_batch(batch)
         self.speech, self.path = speech[0, : int(lengths[0])], str(path)
         self.cropped = bool(item.get("cropped"))
         self.reset()

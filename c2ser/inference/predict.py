@@ -99,7 +99,7 @@ def _predict_or_error(model, processor, chunk, mode, head, gen) -> dict[str, Pre
 def label_word_scores(model, processor, item: dict, classes=EMOTIONS) -> dict[str, float]:
     """Class probabilities from the next-token logits after the implicit prompt + answer stem (module docstring)."""
     batch = to_device(processor.collate([dict(item, prompt=PROMPTS["implicit"])]), model.device)
-    speech, lengths = model._speech(batch)
+    speech, lengths = model.speech_from_batch(batch)
     a = model.assemble(batch["prompt_ids"], batch["prompt_lengths"], speech, lengths)
     stem = torch.tensor(model.tokenizer(ANSWER_STEM, add_special_tokens=False)["input_ids"], device=model.device)
     embeds = torch.cat([a.inputs_embeds[0], model.embed_ids(stem)])[None]

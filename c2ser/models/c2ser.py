@@ -136,7 +136,8 @@ class C2SERModel(nn.Module):
         return Assembled(embeds, mask, lab_out if target_ids is not None else None,
                          torch.tensor(prefix, device=speech.device))
 
-    def _speech(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def speech_from_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech embeddings of a collated batch: cached SSL features, or computed from its ``wavs`` online."""
         ssl = batch.get("ssl")
         if ssl is None and self.ssl_encoder is not None and "wavs" in batch:
             # one clip at a time: exactly the vectors `c2ser extract-features` caches
@@ -147,14 +148,14 @@ class C2SERModel(nn.Module):
     # ---- training, prefill, generation ------------------------------------------------------------
     def forward(self, batch: dict) -> torch.Tensor:
         """Mean next-token cross-entropy over the target tokens of the batch."""
-        speech, speech_lengths = self._speech(batch)
+        speech, speech_lengths = self.speech_from_batch(batch)
         a = self.assemble(batch["prompt_ids"], batch["prompt_lengths"], speech, speech_lengths,
                           batch["target_ids"], batch["target_lengths"])
         return self.llm(inputs_embeds=a.inputs_embeds, attention_mask=a.attention_mask, labels=a.labels).loss
 
     def prefix_hidden_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM prefill over ``[prompt][BOS S W EOS]`` only: last-layer hidden states (B, L, H) and mask (B, L)."""
-        speech, speech_lengths = self._speech(batch)
+        speech, speech_lengths = self.speech_from_batch(batch)
         a = self.assemble(batch["prompt_ids"], batch["prompt_lengths"], speech, speech_lengths)
         out = self.llm(inputs_embeds=a.inputs_embeds, attention_mask=a.attention_mask,
                        output_hidden_states=True, logits_to_keep=1)
@@ -171,7 +172,7 @@ class C2SERModel(nn.Module):
         """
         from transformers import GenerationConfig
 
-        speech, speech_lengths = self._speech(batch)
+        speech, speech_lengths = self.speech_from_batch(batch)
         a = self.assemble(batch["prompt_ids"], batch["prompt_lengths"], speech, speech_lengths,
                           padding_side="left")
         eos = self.tokenizer.eos_token_id

@@ -23,6 +23,8 @@ class DataConfig:
                                             # to rejects. Off for corpora already checked (validate-manifest --audio)
     max_reject_fraction: float = 0.05       # refuse to train when more of the manifest's rows are unusable
     chat_prompts: float = 0.0               # probability of a varied EN/ZH question (+ "why?" follow-up) per clip
+    cache_features: bool = False            # keep each clip's log-mel and SSL features in memory after its first
+                                            # load (small corpora, spec_augment off: the CPU demo)
 
 
 @dataclass

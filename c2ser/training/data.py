@@ -65,9 +65,11 @@ def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
 
 class ManifestDataset(torch.utils.data.Dataset):
     def __init__(self, rows: list[dict], processor: C2SERProcessor, feature_dir: str | None, ssl_enabled: bool,
-                 spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0):
+                 spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0, cache: bool = False):
         if not 0.0 <= chat_prompts <= 1.0:
             raise ValueError(f"data.chat_prompts={chat_prompts}: expected a probability in [0, 1]")
+        # cache: clip index → (mel, ssl features or waveform), filled on first load (per process / worker)
+        self.cache = {} if cache else None
         self.rows, self.processor, self.chat_prompts = rows, processor, chat_prompts
         self.feature_dir, self.ssl_enabled = feature_dir, ssl_enabled
         self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
@@ -93,16 +95,22 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         r = self.rows[i]
-        wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
-        mel = self.processor.mel(wav, name=r["audio"])
-        if self.spec_augment:
+        if self.cache is not None and i in self.cache:
+            mel, speech = self.cache[i]
+        else:
+            wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
+            mel = self.processor.mel(wav, name=r["audio"])
+            speech = {}
+            if self.ssl_enabled and self.feature_dir:
+                speech["ssl"] = load_ssl(self.feature_dir, r["key"])
+            elif self.ssl_enabled:
+                speech["wav"] = wav  # online features
+            if self.cache is not None:
+                self.cache[i] = (mel, speech)
+        if self.spec_augment:  # on a copy: a cached mel stays clean
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
             mel = spec_sub(spec_augment(mel, gen), gen)
-        item = {"key": r["key"], "index": i, "mel": mel, "emotion": r.get("emotion")}
-        if self.ssl_enabled and self.feature_dir:
-            item["ssl"] = load_ssl(self.feature_dir, r["key"])
-        elif self.ssl_enabled:
-            item["wav"] = wav  # online features
+        item = {"key": r["key"], "index": i, "mel": mel, "emotion": r.get("emotion"), **speech}
         for t in PROMPTS:
             item[t] = (PROMPTS[t], r.get(TARGET_FIELDS[t]) if TARGET_FIELDS[t] else None)
         if self.chat_prompts > 0:

@@ -74,7 +74,7 @@ def conditioning(model, processor: C2SERProcessor, rows: list[dict], feature_dir
         if kind == "llm":
             h, mask = model.prefix_hidden_states(batch)
         else:
-            h, lengths = model.encode_speech(batch["mel"], batch["mel_lengths"], batch["ssl"])
+            h, lengths = model.speech_from_batch(batch)
             mask = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
         for it, hi, mi in zip(items, h, mask):
             out[it["index"]] = hi[mi].float().cpu()
@@ -170,8 +170,9 @@ def load_head(path: str | Path):
 
 
 def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_dir: str | None, corpus: str,
-                      steps: int | None = None, progress: bool = True) -> dict:
-    """Label + per-class scores for every clip of ``rows`` not yet in ``writer``; returns the settings."""
+                      steps: int | None = None, progress: bool = True, model=None, processor=None) -> dict:
+    """Label + per-class scores for every clip of ``rows`` not yet in ``writer``; returns the settings.
+    ``model``/``processor``: the backbone already loaded (e.g. with overrides); default: loaded from ``head_dir``."""
     from c2ser.checkpoint import load_model
 
     head, cfg = load_head(head_dir)
@@ -180,8 +181,9 @@ def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_di
     todo = [r for r in rows if r["key"] not in writer.done_keys]
     if not todo:
         return settings
-    model = load_model(head_dir)  # the head checkpoint carries its backbone
-    processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
+    if model is None:
+        model = load_model(head_dir)  # the head checkpoint carries its backbone
+        processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
     conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
     pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps, keys=[r["key"] for r in todo])
     for r, p, s in zip(todo, pred, scores):

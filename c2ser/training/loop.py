@@ -69,7 +69,8 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
-                              spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts)
+                              spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
+                              cache=cfg.data.cache_features)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
@@ -78,8 +79,9 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     total_steps = cfg.max_steps or sampler.total_batches(cfg.max_epochs) // cfg.optim.grad_accum
 
     params = [p for p in model.parameters() if p.requires_grad]
+    # foreach: one multi-tensor update (PyTorch's default on GPU; on CPU it saves ~8 % of a tiny model's step)
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                                  weight_decay=cfg.optim.weight_decay)
+                                  weight_decay=cfg.optim.weight_decay, foreach=True)
     applied = {}  # the lr AdamW really used at its last step (read inside the step, whatever wraps it)
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: applied.update(lr=opt.param_groups[0]["lr"]))
     model, optimizer = acc.prepare(model, optimizer)
