@@ -100,11 +100,9 @@ def parallel_eval(args) -> list[list]:
             walls[limit] = time.perf_counter() - t
         half = args.parallel_clips - args.parallel_clips // 2
         per_clip = (walls[args.parallel_clips] - walls[args.parallel_clips // 2]) / half
-        rows.append([n, f"{walls[args.parallel_clips]:.1f}", f"{1 / per_clip:.1f}"])
-    base = float(rows[0][2])
-    for r in rows:
-        r.append(f"{float(r[2]) / base:.2f}×")
-    return rows
+        rows.append([n, walls[args.parallel_clips], 1 / per_clip])
+    base = rows[0][2]  # scaling from the unrounded clips/s
+    return [[n, f"{wall:.1f}", f"{rate:.2f}", f"{rate / base:.2f}×"] for n, wall, rate in rows]
 
 
 def emilia_durations(path: Path, n: int) -> list[float]:
