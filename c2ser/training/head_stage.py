@@ -183,6 +183,7 @@ def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_di
         return settings
     if model is None:
         model = load_model(head_dir)  # the head checkpoint carries its backbone
+    if processor is None:
         processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
     conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
     pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps, keys=[r["key"] for r in todo])
