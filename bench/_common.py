@@ -139,6 +139,29 @@ def build_emotion2vec_checkpoint(size: str, path) -> tuple[Path, dict]:
     return build_tiny_emotion2vec(path, **dims), dims
 
 
+def random_llm(size: str, device: str, tok):
+    """The size's Qwen2 LLM (``small``/``full``) with random weights, built in memory; special ids from ``tok``."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    spec = bench_model_config(size, device)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(
+            Qwen2Config(**spec["llm"], bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id), dtype=spec["dtype"])
+
+
+def model_config(size: str, device: str, trainable: str = "adapter_encoder_lora"):
+    """The ``ModelConfig`` of a benchmark size above tiny: its dtype, and SSL tokens as wide as the Whisper encoder
+    (at most 768)."""
+    from c2ser.models.config import ModelConfig
+
+    spec = bench_model_config(size, device)
+    cfg = ModelConfig(trainable=trainable)
+    cfg.llm.dtype = dtype_name(spec["dtype"])
+    cfg.ssl.dim = min(768, spec["whisper"]["n_audio_state"])
+    return cfg
+
+
 def build_c2ser(size: str, device: str, tmp, trainable: str | None = None, gradient_checkpointing: bool = False):
     """A C2SER model for a benchmark (see the module docstring for the sizes). Nothing is downloaded: the LLM is
     built from its Qwen2Config in memory, the tokenizer is the tiny test tokenizer (its ids are a subset of the
@@ -150,20 +173,12 @@ def build_c2ser(size: str, device: str, tmp, trainable: str | None = None, gradi
     models = build_tiny_models(Path(tmp))
     if size == "tiny":
         return build_model(tiny_model_config(models, trainable=trainable or "full")).to(device)
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    from c2ser.models.config import ModelConfig
     from c2ser.models.whisper_encoder import WhisperEncoder
 
     spec = bench_model_config(size, device)
     tok = load_tokenizer(tiny_model_config(models).llm)
-    cfg = ModelConfig(trainable=trainable or "adapter_encoder_lora")
-    cfg.llm.dtype = dtype_name(spec["dtype"])
-    cfg.ssl.dim = min(768, spec["whisper"]["n_audio_state"])
-    with torch.device(device):
-        llm = AutoModelForCausalLM.from_config(
-            Qwen2Config(**spec["llm"], bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id), dtype=spec["dtype"])
+    cfg = model_config(size, device, trainable or "adapter_encoder_lora")
+    llm = random_llm(size, device, tok)
     if size == "small":
         whisper = WhisperEncoder.from_pretrained(str(build_whisper_checkpoint(size, Path(tmp) / "whisper-small-bench.pt")),
                                                  gradient_checkpointing=gradient_checkpointing)

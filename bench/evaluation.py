@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import (bench_model_config, build_c2ser, build_whisper_checkpoint, dtype_name, emit,  # noqa: E402
-                     interleaved_medians, load_average, parser)
+                     interleaved_medians, load_average, model_config, parser, random_llm)
 
 
 class _Sink:  # a PredictionWriter that keeps nothing (every run decodes every clip)
@@ -45,29 +45,19 @@ def saved_checkpoint(size: str, device: str, tmp: Path) -> tuple[Path, int]:
     import torch
 
     from c2ser.checkpoint import save_checkpoint
-    from c2ser.models.build import build_model
+    from c2ser.models.build import build_model, load_tokenizer
     from c2ser.testing import build_tiny_models, tiny_model_config
 
     models = build_tiny_models(tmp / "models")
     torch.manual_seed(0)
     if size == "tiny":
         return save_checkpoint(build_model(tiny_model_config(models)), tmp / "ckpt"), 48
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
-
-    from c2ser.models.config import ModelConfig
-
-    spec = bench_model_config(size, device)
-    tok = AutoTokenizer.from_pretrained(models["llm"])
-    llm = AutoModelForCausalLM.from_config(Qwen2Config(**spec["llm"], bos_token_id=tok.eos_token_id,
-                                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-                                           dtype=spec["dtype"])
-    llm.save_pretrained(tmp / "llm")
+    tok = load_tokenizer(tiny_model_config(models).llm)
+    random_llm(size, "cpu", tok).save_pretrained(tmp / "llm")
     tok.save_pretrained(tmp / "llm")
-    del llm
-    cfg = ModelConfig(trainable="adapter_encoder_lora")
-    cfg.llm.name_or_path, cfg.llm.dtype = str(tmp / "llm"), dtype_name(spec["dtype"])
+    cfg = model_config(size, device)
+    cfg.llm.name_or_path = str(tmp / "llm")
     cfg.whisper.name_or_path = str(build_whisper_checkpoint(size, tmp / "whisper.pt"))
-    cfg.ssl.dim = min(768, spec["whisper"]["n_audio_state"])
     ckpt = save_checkpoint(build_model(cfg), tmp / "ckpt")
     shutil.rmtree(tmp / "models", ignore_errors=True)
     return ckpt, cfg.ssl.dim

@@ -8,8 +8,8 @@ def add_arguments(p):
     p.add_argument("--out-dir", required=True)
     p.add_argument("--mode", default="tokens", choices=["official", "tokens", "mean"])
     p.add_argument("--batch-size", type=int, default=1,
-                   help=">1: length-bucketed batches (for GPUs; on a CPU one clip at a time is as fast, docs/benchmarks.md 'P1'); "
-                        "equal to the online path within ~1e-5")
+                   help=">1: length-bucketed batches (for GPUs; on a CPU one clip at a time is as fast, "
+                        "docs/benchmarks.md P1); equal to the online path within ~1e-5")
     p.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda ...")
 
 
