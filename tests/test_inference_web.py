@@ -157,3 +157,34 @@ def test_page_in_headless_chromium(backend):
         demo.close()
     emotion, _, _ = b.analyze(str(clips[0]))
     assert f"Emotion: {emotion}" in status
+
+
+def test_sigterm_during_gradio_start_up_closes_cleanly(monkeypatch):
+    """CI once sent SIGTERM while gradio's own start-up check ran inside ``demo.launch``; the old handler raised
+    KeyboardInterrupt there and the server died with a traceback. Now the signal only sets an event."""
+    import c2ser.inference.web as web
+    from c2ser.commands.web import stop_on_signals
+
+    calls = []
+
+    class StartingDemo:  # stands in for gradio.Blocks: the signal arrives in the middle of launch()
+        is_running = True
+
+        def launch(self, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler runs here, inside launch
+            calls.append("launched")
+
+        def close(self):
+            calls.append("closed")
+
+    monkeypatch.setattr(web, "build_demo", lambda backend: StartingDemo())
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = stop_on_signals()
+        start = time.time()
+        web.launch(type("B", (), {"max_bytes": 1})(), stop=stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert calls == ["launched", "closed"] and stop.is_set() and time.time() - start < 5

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 
 from c2ser.commands._model_args import add_model_arguments, load_from_args
@@ -14,8 +15,13 @@ def add_arguments(p) -> None:
     add_model_arguments(p)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # gradio's wait loop closes the server on it, as on Ctrl-C
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and Ctrl-C set. Nothing is raised, so a signal that arrives while gradio is still
+    starting (its start-up check runs inside ``demo.launch``) cannot leave a half-started server and a traceback."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    return stop
 
 
 def run(args) -> int:
@@ -27,6 +33,5 @@ def run(args) -> int:
     head = Path(args.checkpoint) / "head"
     backend = DemoBackend(model, proc, head if head.is_dir() else None, args.ssl_features, args.max_upload_mb,
                           args.max_new_tokens)
-    signal.signal(signal.SIGTERM, _interrupt)
-    launch(backend, args.host, args.port)
+    launch(backend, args.host, args.port, stop=stop_on_signals())
     return 0

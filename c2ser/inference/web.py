@@ -9,7 +9,7 @@ Serves on 127.0.0.1 only (the default of :func:`launch`); no usage analytics are
 from __future__ import annotations
 
 import sys
-import time
+import threading
 from pathlib import Path
 
 from c2ser.inference.chat import ChatSession
@@ -90,15 +90,22 @@ def build_demo(backend: DemoBackend):
     return demo
 
 
-def launch(backend: DemoBackend, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Serve the page; with ``block`` wait until interrupted (Ctrl-C / SIGTERM), then close the server."""
+def launch(backend: DemoBackend, host: str = "127.0.0.1", port: int = 7860, block: bool = True,
+           stop: threading.Event | None = None):
+    """Serve the page; with ``block`` wait until ``stop`` is set (or Ctrl-C), then close the server.
+
+    ``c2ser web`` sets ``stop`` from its SIGTERM / SIGINT handlers, so a signal that arrives while gradio is still
+    starting (its own start-up check runs inside ``demo.launch``) only ends the wait loop afterwards.
+    """
+    stop = stop or threading.Event()
     demo = build_demo(backend)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, share=False,
                 max_file_size=backend.max_bytes)
     if block:
         try:
-            while demo.is_running:
-                time.sleep(0.2)
+            while demo.is_running and not stop.wait(0.2):
+                pass
+            print("c2ser web: stopped, closing the server", file=sys.stderr)
         except KeyboardInterrupt:
             print("c2ser web: interrupted, closing the server", file=sys.stderr)
         finally:
