@@ -140,3 +140,67 @@ def test_generate_gets_the_presets_max_new_tokens(setup, tmp_path, monkeypatch, 
             "--decoding", decoding, *extra]
     assert main(args) == 0
     assert seen and set(seen) == {expected}
+
+
+def test_modes_and_manifests_in_one_call_match_separate_runs_with_one_model_load(setup, tmp_path, monkeypatch):
+    import c2ser.inference.loading as loading
+    ckpt, corpus = setup
+    runs = {("train", "explicit"), ("train", "implicit"), ("valid", "explicit"), ("valid", "implicit")}
+    for split, mode in runs:  # expected: one call per manifest and mode, as before
+        assert main(["eval", "--checkpoint", str(ckpt), "--manifest", str(corpus[split]), "--corpus", "synthetic",
+                     "--feature-dir", str(corpus["features"]), "--mode", mode, "--max-new-tokens", "8",
+                     "--out", str(tmp_path / "sep" / f"{split}-{mode}")]) == 0
+    loads = []
+    real = loading.load_for_inference
+    monkeypatch.setattr(loading, "load_for_inference", lambda *a, **k: loads.append(a) or real(*a, **k))
+    assert main(["eval", "--checkpoint", str(ckpt), "--manifest", str(corpus["train"]), str(corpus["valid"]),
+                 "--corpus", "synthetic", "synthetic", "--feature-dir", str(corpus["features"]),
+                 "--mode", "explicit", "implicit", "--max-new-tokens", "8",
+                 "--out", str(tmp_path / "one" / "train-{mode}"), str(tmp_path / "one" / "valid-{mode}")]) == 0
+    assert len(loads) == 1
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(f"{s}-{m}" for s, m in runs)
+    for split, mode in runs:
+        sep = read_predictions(tmp_path / "sep" / f"{split}-{mode}" / "predictions.jsonl")
+        one = read_predictions(tmp_path / "one" / f"{split}-{mode}" / "predictions.jsonl")
+        assert [r["prediction"] for r in one] == [r["prediction"] for r in sep] and len(one) >= 4
+        result = json.loads((tmp_path / "one" / f"{split}-{mode}" / "results.json").read_text())
+        assert result["mode"] == mode and result["manifest"] == str(corpus[split])
+
+
+@pytest.mark.parametrize("manifests, corpora, outs, modes, message", [
+    (["a", "b"], ["meld", "meld"], ["o"], ["implicit"], "repeats a corpus: give one --out per manifest"),
+    (["a", "b"], ["meld"], ["o"], ["implicit"], "2 manifests but 1 corpora"),
+    (["a", "b", "c"], ["meld", "casia", "x"], ["o", "p"], ["implicit"], "3 manifests but 2 --out"),
+    (["a"], ["meld"], ["o"], ["gen-ser", "implicit"], "gen-ser .* alone"),
+    (["a", "b"], ["meld", "casia"], ["o", "o"], ["implicit"], "write the same directory"),
+])
+def test_eval_output_layout_errors(manifests, corpora, outs, modes, message):
+    from c2ser.commands.eval import output_dirs
+    with pytest.raises(ValueError, match=message):
+        output_dirs(manifests, corpora, outs, modes)
+
+
+def test_eval_output_layout():
+    from c2ser.commands.eval import output_dirs
+    assert output_dirs(["t1", "t2"], ["meld", "casia"], ["e"], ["implicit"]) == [
+        ("t1", "meld", "implicit", "e/meld"), ("t2", "casia", "implicit", "e/casia")]
+    assert output_dirs(["t"], ["meld"], ["e/s-{mode}"], ["explicit", "implicit"]) == [
+        ("t", "meld", "explicit", "e/s-explicit"), ("t", "meld", "implicit", "e/s-implicit")]
+    assert output_dirs(["t"], ["meld"], ["e"], ["explicit", "implicit"]) == [
+        ("t", "meld", "explicit", "e/explicit"), ("t", "meld", "implicit", "e/implicit")]
+
+
+def test_results_writes_one_table_per_directory(tmp_path, capsys):
+    for split, ua in (("eval", 0.5), ("eval_valid", 0.75)):
+        d = tmp_path / split / "stage2-implicit"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"corpus": "meld", "n": 8, "WA": ua, "UA": ua, "macro_F1": ua,
+                                                    "unparsed_rate": 0.0}))
+        (d / "predictions.jsonl").write_text(json.dumps({"key": f"{split}-k", "emotion": "sad",
+                                                         "prediction": "sad"}) + "\n")
+    assert main(["results", str(tmp_path / "eval"), str(tmp_path / "eval_valid"), "--out", str(tmp_path / "R.md")]) == 0
+    text = (tmp_path / "R.md").read_text()
+    test_part, valid_part = text.split("## Results: eval_valid")
+    assert "## Results: eval (" in test_part and "| stage2-implicit | meld | 8 | 50.0 | 50.0 |" in test_part
+    assert "| stage2-implicit | meld | 8 | 75.0 | 75.0 |" in valid_part
+    assert "clip `eval-k`" in text and "clip `eval_valid-k`" not in text  # sample answers: the first directory's

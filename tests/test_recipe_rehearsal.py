@@ -21,6 +21,13 @@ def test_every_stage_ran_and_the_results_table_has_every_system(rehearsal):
             assert f"{system}/{corpus}" in table, (system, corpus)
             result = json.loads((exp / "eval" / system / corpus / "results.json").read_text())
             assert result["n"] > 0 and 0.0 <= result["UA"] <= 1.0
+    # every trained system on the training corpus's validation split too (one train corpus: no corpus level)
+    valid = table.split("## Results: eval_valid")[1]
+    for system in ("stage1-explicit", "stage1-implicit", "stage2-explicit", "stage2-implicit", "head-gen_ser",
+                   "head-ce"):
+        result = json.loads((exp / "eval_valid" / system / "results.json").read_text())
+        assert result["corpus"] == "meld" and result["manifest"].endswith("meld/valid.cot.jsonl") and result["n"] > 0
+        assert f"| {system} | meld | {result['n']} |" in valid
 
 
 def test_training_used_the_recipe_launch_config(rehearsal):

@@ -1,6 +1,8 @@
 """``c2ser eval``: evaluate a checkpoint on a manifest (deterministic greedy decoding by default)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from c2ser.commands._model_args import add_loading_arguments, model_overrides
 
 EPILOG = ("The manifest is checked first: unusable rows (missing field, label outside the corpus's label set, "
@@ -16,11 +18,14 @@ def add_arguments(p):
                    help="checkpoint directory (e.g. exp/tiny/stage2/final), a head stage's output (gen-ser), "
                         "or official:PATH/C2SER_llm.pt (with --qwen2-dir)")
     p.add_argument("--manifest", required=True, nargs="+",
-                   help="test manifest(s); several are evaluated with one model load, into OUT/<corpus>")
+                   help="test manifest(s); several (and several modes) are evaluated with one model load")
     p.add_argument("--corpus", required=True, nargs="+",
                    help="label set to score each manifest with: emo_emilia, meld, casia, synthetic (one per manifest)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--mode", default="implicit", choices=["implicit", "explicit", "gen-ser"])
+    p.add_argument("--out", required=True, nargs="+",
+                   help="output directory: one (several manifests go to OUT/<corpus>) or one per manifest; with "
+                        "several modes, {mode} in it is replaced by the mode (else OUT/<mode>)")
+    p.add_argument("--mode", default=["implicit"], nargs="+", choices=["implicit", "explicit", "gen-ser"],
+                   help="answer mode(s): explicit and implicit can share a run; gen-ser needs a head checkpoint")
     p.add_argument("--feature-dir", help="cached Emotion2Vec-S features")
     p.add_argument("--decoding", default="greedy", help="greedy | beam4 | official | sample")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several = stability report")
@@ -31,16 +36,36 @@ def add_arguments(p):
     add_loading_arguments(p)
 
 
-def run(args):
-    from pathlib import Path
+def output_dirs(manifests: list[str], corpora: list[str], outs: list[str], modes: list[str]) -> list[tuple]:
+    """The (manifest, corpus, mode, output directory) runs of one ``c2ser eval`` call, manifests outermost."""
+    if len(manifests) != len(corpora):
+        raise ValueError(f"{len(manifests)} manifests but {len(corpora)} corpora: give one --corpus each")
+    if len(outs) == 1 and len(manifests) > 1:
+        if len(set(corpora)) < len(corpora):
+            raise ValueError(f"--corpus {' '.join(corpora)} repeats a corpus: give one --out per manifest")
+        outs = [str(Path(outs[0]) / c) for c in corpora]
+    if len(outs) != len(manifests):
+        raise ValueError(f"{len(manifests)} manifests but {len(outs)} --out directories: give one, or one each")
+    if len(set(modes)) < len(modes) or ("gen-ser" in modes and len(modes) > 1):
+        raise ValueError(f"--mode {' '.join(modes)}: give each mode once; gen-ser (a head checkpoint) alone")
 
+    def with_mode(out: str, mode: str) -> str:
+        if len(modes) == 1:
+            return out.replace("{mode}", mode)
+        return out.replace("{mode}", mode) if "{mode}" in out else str(Path(out) / mode)
+
+    runs = [(m, c, mode, with_mode(o, mode)) for m, c, o in zip(manifests, corpora, outs) for mode in modes]
+    if len({r[3] for r in runs}) < len(runs):
+        raise ValueError(f"--out {' '.join(outs)}: two runs would write the same directory")
+    return runs
+
+
+def run(args):
     from c2ser.evaluation.run import evaluate
 
-    if len(args.manifest) != len(args.corpus):
-        raise ValueError(f"{len(args.manifest)} manifests but {len(args.corpus)} corpora: give one --corpus each")
-    several = len(args.manifest) > 1
+    runs = output_dirs(args.manifest, args.corpus, args.out, args.mode)
     loaded = None
-    if several:
+    if len(runs) > 1:
         from c2ser.evaluation.inference import process_state
         from c2ser.inference.loading import load_for_inference
 
@@ -48,13 +73,12 @@ def run(args):
         device = str(state.device) if state is not None and args.device == "auto" else args.device
         loaded = load_for_inference(args.checkpoint, args.ssl_checkpoint, device, model_overrides(args),
                                     args.qwen2_dir)
-    for manifest, corpus in zip(args.manifest, args.corpus):
-        out = str(Path(args.out) / corpus) if several else args.out
-        r = evaluate(args.checkpoint, manifest, corpus, out, args.mode, args.feature_dir, args.decoding,
+    for manifest, corpus, mode, out in runs:
+        r = evaluate(args.checkpoint, manifest, corpus, out, mode, args.feature_dir, args.decoding,
                      [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device,
                      args.limit, overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint,
                      qwen2_dir=args.qwen2_dir, overwrite=args.overwrite, loaded=loaded)
         if r is None:  # not process 0 of a data-parallel run: process 0 reports
             continue
-        print(f"{corpus} [{args.mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
+        print(f"{corpus} [{mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
               f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {out}")

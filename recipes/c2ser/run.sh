@@ -9,6 +9,8 @@
 #         4 stage 1 (explicit CoT) · 5 stage 2 (self-distillation to implicit CoT) · 6 evaluation
 #         7 Gen-SER head + CE baseline · 8 evaluation of the heads · 9 the released checkpoint (--official)
 #         10 results table
+# Stages 6 and 8 score every system on the test corpora (EXP/eval) and on the training corpora's validation
+# splits (EXP/eval_valid): choices are made on validation, test is reported beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -71,6 +73,17 @@ test_manifest() {  # the measured (chain-of-thought) version when there is one: 
   case $1 in casia) echo $data/casia/all.jsonl ;; *) [ -f $data/$1/test.cot.jsonl ] && echo $data/$1/test.cot.jsonl \
     || echo $data/$1/test.jsonl ;; esac; }
 test_manifests() { for c in $test_corpora; do test_manifest $c; done; }
+valid_corpora() { for c in $train_corpora; do [ -f $data/$c/valid.cot.jsonl ] && echo $c; done; }
+valid_manifests() { for c in $(valid_corpora); do echo $data/$c/valid.cot.jsonl; done; }
+eval_outs() {  # eval_outs DIR SYSTEM CORPUS...: DIR/SYSTEM for one corpus, else DIR/SYSTEM/<corpus> each
+  local dir=$1 system=$2; shift 2
+  if [ $# -eq 1 ]; then echo $dir/$system; else for c in "$@"; do echo $dir/$system/$c; done; fi; }
+eval_both() {  # eval_both CHECKPOINT SYSTEM MODE...: test and validation sets, every mode, one model load
+  local ckpt=$1 system=$2; shift 2
+  c2ser eval --checkpoint $ckpt --mode "$@" --feature-dir $feats --group-by language \
+    --manifest $(test_manifests) $(valid_manifests) --corpus $test_corpora $(valid_corpora) \
+    --out $(eval_outs $exp/eval "$system" $test_corpora) $(eval_outs $exp/eval_valid "$system" $(valid_corpora))
+}
 common="data.train_manifest=$data/train.jsonl data.valid_manifest=$data/valid.jsonl data.feature_dir=$feats
   model.whisper.name_or_path=$whisper model.llm.name_or_path=$llm seed=$seed"
 
@@ -133,18 +146,15 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "== stage 6: evaluation (greedy decoding, deterministic; one model load per checkpoint and mode)"
+  echo "== stage 6: evaluation (greedy decoding, deterministic; one model load per checkpoint)"
   for s in stage1 stage2; do
-    for mode in explicit implicit; do
-      c2ser eval --checkpoint $exp/$s/final --manifest $(test_manifests) --corpus $test_corpora \
-        --feature-dir $feats --mode $mode --group-by language --out $exp/eval/$s-$mode
-    done
+    eval_both $exp/$s/final "$s-{mode}" explicit implicit
   done
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "== stage 7: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
-  for head in gen_ser ce; do   # the backbone is frozen: one process, conditioning cached once
+  for head in gen_ser ce; do   # the backbone is frozen: its conditioning is computed once per head, in memory
     c2ser train-head --config $conf/head.yaml $head_size_conf ${head_overlay:+--config $head_overlay} \
       kind=$head backbone=$exp/stage2/final corpus=$(echo $train_corpora | cut -d' ' -f1) \
       train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
@@ -155,8 +165,7 @@ fi
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   echo "== stage 8: evaluation of the heads (one denoiser pass for Gen-SER; no text decoding)"
   for head in gen_ser ce; do
-    c2ser eval --checkpoint $exp/head_$head/final --manifest $(test_manifests) --corpus $test_corpora \
-      --feature-dir $feats --mode gen-ser --group-by language --out $exp/eval/head-$head
+    eval_both $exp/head_$head/final head-$head gen-ser
   done
 fi
 
@@ -169,6 +178,6 @@ fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "== stage 10: results table"
-  c2ser results $exp/eval --out $exp/RESULTS.md
+  c2ser results $exp/eval $( [ -d $exp/eval_valid ] && echo $exp/eval_valid ) --out $exp/RESULTS.md
   cat $exp/RESULTS.md
 fi

@@ -8,8 +8,8 @@
 # Stages 0–10 are the recipe's; the demo adds:
 #   after 1   valid and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
-#   11        every system evaluated on the validation split too (EXP/seedS/eval_valid), beside test (eval);
-#             scripted EN/ZH chat questions on 40 test clips vs `c2ser predict` (EXP/seedS/chat_consistency.json)
+#   11        scripted EN/ZH chat questions on 40 test clips vs `c2ser predict` (EXP/seedS/chat_consistency.json)
+# (the recipe's stages 6 and 8 score every system on test, EXP/seedS/eval, and on validation, EXP/seedS/eval_valid)
 #   12        EXP/RESULTS.md: validation and test UA and style accuracy, mean ± std over the seeds, time per seed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,7 +45,6 @@ in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 max() { [ "$1" -ge "$2" ] && echo "$1" || echo "$2"; }
 min() { [ "$1" -le "$2" ] && echo "$1" || echo "$2"; }
 
-systems="stage1-explicit stage1-implicit stage2-explicit stage2-implicit head-gen_ser head-ce"
 
 run_seed() {  # run_seed SEED FIRST_SEED
   local s=$1 e=$exp/seed$1 from=$stage
@@ -71,15 +70,6 @@ run_seed() {  # run_seed SEED FIRST_SEED
   fi
   recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 10)"
   if in_range 11; then
-    echo "== stage 11 (demo): every system on the validation split"
-    for sys in $systems; do
-      case $sys in
-        head-*) ckpt=$e/head_${sys#head-}/final mode=gen-ser ;;
-        *) ckpt=$e/${sys%-*}/final mode=${sys#*-} ;;
-      esac
-      c2ser eval --checkpoint "$ckpt" --manifest "$d/valid.cot.jsonl" --corpus synthetic --feature-dir "$e/features" \
-        --mode "$mode" --group-by language --out "$e/eval_valid/$sys"
-    done
     echo "== stage 11 (demo): scripted chat questions vs c2ser predict (40 test clips)"
     python eval/chat_consistency.py --checkpoint "$e/stage2/final" --manifest "$d/test.cot.jsonl" \
       --feature-dir "$e/features" --limit 40 --out "$e/chat_consistency.json"
