@@ -5,8 +5,9 @@ probability ``p_t1``, ``x_t = μ_t(x0, x1) + σ(t)·ε``; loss = ‖D(x_t, t, C)
 Inference: the exact-integration bridge sampler (``bridge.py``), then cosine similarity to the class codes.
 Sampling noise is drawn per clip: clip i starts from a generator seeded by its key and ``cfg.seed``
 (``bridge.ClipNoise``), so its answer is the same alone, in any batch, in any order, and after a resumed run.
-Callers pass ``keys`` (manifest keys, file paths); without keys a clip's position in the call stands in for its
-key (then answers depend on the batching). An explicit ``generator`` draws one stream for the whole batch.
+Callers pass ``keys`` (manifest keys; a file's stem for files); without keys a clip's position in the call
+stands in for its key (then answers depend on the batching). An explicit ``generator`` draws one stream for the
+whole batch.
 
 The denoiser D is a small transformer over x_t split into tokens (256 → 8×32): time embedding → adaLN-Zero
 modulating self-attention and FFN, plain pre-norm cross-attention to Linear(cond_dim→d)(C) with a

@@ -61,7 +61,9 @@ def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) 
     """Read one file into an item for :meth:`C2SERProcessor.collate` (no prompt); one-line errors naming the file.
 
     A clip over 30 s is an error with ``whisper.long_audio=error``; with ``crop`` the item has ``cropped: True``
-    (only its first 30 s reach the Whisper encoder) so callers can say so.
+    (only its first 30 s reach the Whisper encoder) so callers can say so. The item's ``key`` is the file stem, as
+    a manifest key: cached SSL features are ``<ssl_features>/<stem>.npy`` and a Gen-SER head seeds the clip's noise
+    with it, so ``c2ser predict`` and ``c2ser eval`` give a clip the same answer when its manifest key is its stem.
     """
     path = Path(path)
     wav = load_audio(str(path))
@@ -69,7 +71,7 @@ def audio_item(path: str | Path, model, ssl_features: str | Path | None = None) 
     if seconds > MAX_SECONDS and model.cfg.whisper.long_audio == "error":
         raise ValueError(f"{path}: {seconds:.1f} s is longer than the encoder's {MAX_SECONDS:g} s "
                          "(--long-audio crop keeps the first 30 s)")
-    item = {"wav": wav, "key": str(path), "cropped": seconds > MAX_SECONDS}
+    item = {"wav": wav, "key": path.stem, "cropped": seconds > MAX_SECONDS}
     if needs_ssl_features(model):
         if ssl_features is None:
             raise ValueError(f"{path}: this model needs Emotion2Vec-S features: pass --ssl-checkpoint "
