@@ -45,9 +45,8 @@ def test_head_stage_trains_saves_and_evaluates(tiny_models, tmp_path, kind):
         assert sorted(r["key"] for r in online) == sorted(r["key"] for r in rows)
 
 
-def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models, tmp_path):
-    """``c2ser eval --mode gen-ser``: whole manifest, reversed manifest, one clip alone, and a resumed run (half
-    the predictions already written) give the same label and scores for every clip."""
+def _barely_trained_gen_ser(tiny_models, tmp_path):
+    """(head checkpoint, toy corpus): one epoch on 8 clips, so each answer depends on the sampler's noise."""
     torch.manual_seed(0)
     backbone = save_checkpoint(build_model(tiny_model_config(tiny_models)), tmp_path / "backbone")
     corpus = make_toy_corpus(tmp_path / "corpus", per_class=2)
@@ -58,6 +57,13 @@ def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models
     cfg.gen_ser.d_model, cfg.gen_ser.layers, cfg.gen_ser.heads, cfg.gen_ser.ffn = 32, 1, 2, 64
     cfg.gen_ser.code_dim, cfg.gen_ser.token_dim = 64, 16
     final = train_head_stage(cfg, progress=False)
+    return final, corpus
+
+
+def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models, tmp_path):
+    """``c2ser eval --mode gen-ser``: whole manifest, reversed manifest, one clip alone, and a resumed run (half
+    the predictions already written) give the same label and scores for every clip."""
+    final, corpus = _barely_trained_gen_ser(tiny_models, tmp_path)
     manifest = corpus["train"]
     lines = manifest.read_text().splitlines(keepends=True)
 
@@ -91,16 +97,7 @@ def test_gen_ser_eval_answers_do_not_depend_on_batch_order_or_resume(tiny_models
 def test_gen_ser_predict_on_the_files_gives_eval_answers(tiny_models, tmp_path, capsys):
     """``c2ser predict --mode gen-ser`` on a clip whose manifest key is its file stem (the toy corpus, the demo's
     synthetic corpus) draws the same noise as ``c2ser eval``: same label, same scores."""
-    torch.manual_seed(0)
-    backbone = save_checkpoint(build_model(tiny_model_config(tiny_models)), tmp_path / "backbone")
-    corpus = make_toy_corpus(tmp_path / "corpus", per_class=2)
-    cfg = HeadStageConfig(backbone=str(backbone), kind="gen_ser", train_manifest=str(corpus["train"]),
-                          feature_dir=str(corpus["features"]), labels=["neutral", "happy", "sad", "angry"],
-                          conditioning="adapter", corpus="synthetic", epochs=1, batch_size=8, lr=1e-3, warmup=1,
-                          output_dir=str(tmp_path / "head"))  # barely trained: the answer depends on the noise
-    cfg.gen_ser.d_model, cfg.gen_ser.layers, cfg.gen_ser.heads, cfg.gen_ser.ffn = 32, 1, 2, 64
-    cfg.gen_ser.code_dim, cfg.gen_ser.token_dim = 64, 16
-    final = train_head_stage(cfg, progress=False)
+    final, corpus = _barely_trained_gen_ser(tiny_models, tmp_path)
     assert main(["eval", "--checkpoint", str(final), "--manifest", str(corpus["train"]), "--corpus", "synthetic",
                  "--feature-dir", str(corpus["features"]), "--mode", "gen-ser", "--out", str(tmp_path / "ev")]) == 0
     evaluated = {r["key"]: r for r in read_predictions(tmp_path / "ev" / "predictions.jsonl")}

@@ -103,8 +103,9 @@ def launch(backend: DemoBackend, host: str = "127.0.0.1", port: int = 7860, bloc
                 max_file_size=backend.max_bytes)
     if block:
         try:
-            while demo.is_running and not stop.wait(0.2):
-                pass
+            while demo.is_running:
+                if stop.wait(0.2):
+                    break
             print("c2ser web: stopped, closing the server", file=sys.stderr)
         except KeyboardInterrupt:
             print("c2ser web: interrupted, closing the server", file=sys.stderr)
