@@ -33,7 +33,7 @@ class _Sink:  # a PredictionWriter that keeps nothing (every run decodes every c
     done_keys: set = set()
 
     def write(self, row):
-        pass
+        """Keep nothing."""
 
 
 def saved_checkpoint(size: str, device: str, tmp: Path) -> tuple[Path, int]:

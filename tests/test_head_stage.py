@@ -112,3 +112,16 @@ def test_gen_ser_predict_on_the_files_gives_eval_answers(tiny_models, tmp_path, 
         assert p["emotion"] == e["label"]
         assert p["scores"] == pytest.approx(e["scores"], abs=1e-4)
     assert max(max(r["scores"].values()) for r in evaluated.values()) < 0.99  # the noise matters to the scores
+    # Emotion2Vec-S online (no cached features): predict's adapter conditioning computes them as eval's does
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
+    assert main(["eval", "--checkpoint", str(final), "--manifest", str(corpus["train"]), "--corpus", "synthetic",
+                 "--ssl-checkpoint", str(e2v), "--mode", "gen-ser", "--out", str(tmp_path / "ev_online")]) == 0
+    online = {r["key"]: r for r in read_predictions(tmp_path / "ev_online" / "predictions.jsonl")}
+    capsys.readouterr()
+    assert main(["predict", *map(str, wavs), "--checkpoint", str(final), "--mode", "gen-ser",
+                 "--ssl-checkpoint", str(e2v), "--batch-size", "3", "--json"]) == 0
+    predicted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(predicted) == 8 and any(online[k]["scores"] != evaluated[k]["scores"] for k in online)
+    for p in predicted:
+        e = online[Path(p["file"]).stem]
+        assert p["emotion"] == e["label"] and p["scores"] == pytest.approx(e["scores"], abs=1e-4)

@@ -50,9 +50,9 @@ def output_dirs(manifests: list[str], corpora: list[str], outs: list[str], modes
         raise ValueError(f"--mode {' '.join(modes)}: give each mode once; gen-ser (a head checkpoint) alone")
 
     def with_mode(out: str, mode: str) -> str:
-        if len(modes) == 1:
+        if "{mode}" in out or len(modes) == 1:
             return out.replace("{mode}", mode)
-        return out.replace("{mode}", mode) if "{mode}" in out else str(Path(out) / mode)
+        return str(Path(out) / mode)
 
     runs = [(m, c, mode, with_mode(o, mode)) for m, c, o in zip(manifests, corpora, outs) for mode in modes]
     if len({r[3] for r in runs}) < len(runs):

@@ -64,11 +64,11 @@ class _PeerWriter:
     def __init__(self, done_keys: set):
         self.done_keys, self.rows, self.extra = done_keys, [], {}
 
-    def write(self, row: dict) -> None:  # process 0 writes the gathered rows
-        pass
+    def write(self, row: dict) -> None:
+        """Nothing: process 0 writes the gathered rows."""
 
     def close(self) -> None:
-        pass
+        """Nothing was opened."""
 
 
 def open_writers(paths: list[Path], fps: list[dict], overwrite: bool, state) -> list:

@@ -130,7 +130,7 @@ def head_scores(head, model, batch: dict, keys: list[str] | None = None) -> list
     clips: a Gen-SER head draws each clip's noise from its key, so an answer never depends on the batch.
     """
     if getattr(head, "conditioning", "llm") == "adapter":
-        hidden, lengths = model.encode_speech(batch["mel"], batch["mel_lengths"], batch.get("ssl"))
+        hidden, lengths = model.speech_from_batch(batch)  # cached SSL features, or computed online
         mask = torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]
     else:
         hidden, mask = model.prefix_hidden_states(batch)

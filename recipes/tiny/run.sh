@@ -9,8 +9,8 @@
 #   after 1   valid and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
 #   11        scripted EN/ZH chat questions on 40 test clips vs `c2ser predict` (EXP/seedS/chat_consistency.json)
-# (the recipe's stages 6 and 8 score every system on test, EXP/seedS/eval, and on validation, EXP/seedS/eval_valid)
 #   12        EXP/RESULTS.md: validation and test UA and style accuracy, mean ± std over the seeds, time per seed
+# (the recipe's stages 6 and 8 score every system on test, EXP/seedS/eval, and on validation, EXP/seedS/eval_valid)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -44,7 +44,6 @@ recipe() {  # recipe SEED_EXP SEED FROM TO
 in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 max() { [ "$1" -ge "$2" ] && echo "$1" || echo "$2"; }
 min() { [ "$1" -le "$2" ] && echo "$1" || echo "$2"; }
-
 
 run_seed() {  # run_seed SEED FIRST_SEED
   local s=$1 e=$exp/seed$1 from=$stage
