@@ -98,13 +98,12 @@ def meta_model(cfg: ModelConfig, hf_config=None, **llm_kwargs):
     if cfg.llm.dtype not in DTYPES:
         raise ValueError(f"llm.dtype={cfg.llm.dtype!r}: expected one of {sorted(DTYPES)}")
     hf_config = hf_config if hf_config is not None else llm_config(cfg)
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # gradient_checkpointing_* renamed activation_* in v5
         llm = AutoModelForCausalLM.from_config(hf_config, dtype=DTYPES[cfg.llm.dtype],
                                                trust_remote_code=cfg.llm.trust_remote_code, **llm_kwargs)
         if cfg.llm.gradient_checkpointing:  # as c2ser.models.build.load_llm does
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # renamed activation_checkpointing_* in v5
-                llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         whisper = WhisperEncoder(whisper_dims(cfg), gradient_checkpointing=cfg.whisper.gradient_checkpointing)
         return C2SERModel(cfg, whisper, apply_lora(llm, cfg.lora), tokenizer=None)
 
