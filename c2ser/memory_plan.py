@@ -11,7 +11,7 @@ Model states per GPU under DeepSpeed bf16 with N GPUs (DeepSpeed's ZeRO rules an
 Ψt = the trained ones, frozen ones have no gradient and no optimizer state)::
 
     parameters   2 B · Ψ                   (÷ N at ZeRO-3, plus the largest layer gathered in fp32: 4 B · its size)
-    gradients    2 B · Ψt (16-bit)         (÷ N at ZeRO-2/3)   + 4 B · Ψt fp32 copy for the step (÷ N at ZeRO ≥ 1)
+    gradients    2 B · Ψt (16-bit)         (÷ N at ZeRO-2/3)  + 4 B · Ψt fp32 copy for the step (÷ N at ZeRO ≥ 1)
     optimizer    (4 B fp32 master + 8 B Adam moments) · Ψt   (÷ N at ZeRO ≥ 1)
 
 ZeRO 0 = nothing partitioned (each GPU holds everything, e.g. one process). With ``llm.dtype: float32`` (no bf16) the

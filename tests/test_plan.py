@@ -73,7 +73,7 @@ def test_activation_model_at_the_batch_caps(full):
     no_ckpt = plan(load_config(TrainConfig, FULL, ["data.train_manifest=x", "model.llm.gradient_checkpointing=false",
                                                    "model.whisper.gradient_checkpointing=false"]), 8, 2, 80)
     acts_off = {name: b for name, b, _ in no_ckpt.activation_rows}
-    # without checkpointing every block keeps its tensors: 2 B × 1900 tokens × 28 blocks × (≥ the 4 f SwiGLU values)
+    # without checkpointing every block keeps its tensors: 2 B × 1900 tokens × 28 blocks × (≥ 4 f SwiGLU values)
     assert acts_off["LLM blocks"] > 2 * 1900 * L * 4 * F > acts["LLM blocks"]
     assert acts_off["Whisper encoder"] > acts["Whisper encoder"] and acts_off["LM logits + loss"] == 10 * 1900 * V
 

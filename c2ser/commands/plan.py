@@ -11,7 +11,8 @@ def add_arguments(p):
     p.add_argument("--zero", type=int, default=2, choices=(0, 1, 2, 3),
                    help="DeepSpeed ZeRO stage (0 = nothing partitioned); the recipe uses 2")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="memory of one GPU in GiB")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.lora.r=16 data.max_tokens_in_batch=1200")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides, e.g. model.lora.r=16 data.max_tokens_in_batch=1200")
 
 
 def run(args):
