@@ -33,17 +33,18 @@ DECODING_PRESETS: dict[str, dict] = {
 # Default answer-length limit (--max-new-tokens overrides it): the release's 400 for its own decoding and for explicit
 # answers (a description then the emotion: a lower cap can cut the conclusion; the release's training filter keeps
 # targets of at most 200 tokens), 128 for the short implicit answers. How many answers hit it: results' "truncated".
-DEFAULT_MAX_NEW_TOKENS = {"official": PARITY_DECODING["max_new_tokens"], "explicit": 400, "implicit": 128}
+PRESET_MAX_NEW_TOKENS = {"official": PARITY_DECODING["max_new_tokens"]}
+MODE_MAX_NEW_TOKENS = {"explicit": 400, "implicit": 128}
 ROW_FIELDS = ("emotion", "raw_emotion", "language", "corpus", "split", "speaker", "style")
 
 
 def decoding_settings(preset: str, max_new_tokens: int | None, seed: int, mode: str = "implicit") -> dict:
     """The generate() settings of ``preset`` for answers in ``mode``; ``max_new_tokens`` None = the default limit
-    (the preset's own, else the mode's: :data:`DEFAULT_MAX_NEW_TOKENS`)."""
+    (the preset's own, else the mode's: :data:`PRESET_MAX_NEW_TOKENS`, :data:`MODE_MAX_NEW_TOKENS`)."""
     if preset not in DECODING_PRESETS:
         raise ValueError(f"unknown decoding preset {preset!r} (choose from {', '.join(DECODING_PRESETS)})")
     if max_new_tokens is None:
-        max_new_tokens = DEFAULT_MAX_NEW_TOKENS.get(preset) or DEFAULT_MAX_NEW_TOKENS.get(mode, 128)
+        max_new_tokens = PRESET_MAX_NEW_TOKENS.get(preset) or MODE_MAX_NEW_TOKENS.get(mode, 128)
     return {"preset": preset, "max_new_tokens": max_new_tokens, "seed": seed, **DECODING_PRESETS[preset]}
 
 
