@@ -361,8 +361,8 @@ def test_release_prompts_and_parity_decoding_are_available():
         "explicit": "Please describe the speaking style, content, and the speaker's emotional state of this speech.",
         "implicit": "Please consider the speaking style, content, and directly provide the speaker's emotion in "
                     "this speech."}
-    assert PARITY_DECODING == dict(max_new_tokens=400, num_beams=4, do_sample=True, top_k=2, temperature=1.0,
-                                   repetition_penalty=1.05, length_penalty=1.0, min_length=1)
+    assert PARITY_DECODING == dict(max_new_tokens=400, num_beams=4, do_sample=True, top_p=0.0, top_k=0,
+                                   temperature=1.0, repetition_penalty=1.05, length_penalty=1.0, min_length=1)
     assert PARITY_SEED == 777
 
 

@@ -30,7 +30,9 @@ def add_arguments(p):
     p.add_argument("--decoding", default="greedy", help="greedy | beam4 | official | sample")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several = stability report")
     p.add_argument("--group-by", help="report per value of this field too (language, fold, ...)")
-    p.add_argument("--max-new-tokens", type=int, help="default 128; 400 with --decoding official (the release's)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="answer length limit: default 400 (the release's) for explicit answers and --decoding "
+                        "official, 128 for implicit; answers reaching it are counted (truncated)")
     p.add_argument("--limit", type=int, help="evaluate the first N clips only")
     p.add_argument("--overwrite", action="store_true", help="discard predictions already in --out and start over")
     add_loading_arguments(p)
@@ -81,4 +83,5 @@ def run(args):
         if r is None:  # not process 0 of a data-parallel run: process 0 reports
             continue
         print(f"{corpus} [{mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
-              f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {out}")
+              f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%"
+              + (f" truncated={r['truncated']}" if "truncated" in r else "") + f"  → {out}")

@@ -110,7 +110,7 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
     names = ["predictions.jsonl"] if mode == "gen-ser" or len(seeds) == 1 else \
         [f"predictions.seed{s}.jsonl" for s in seeds]
     fps = [fingerprint(str(checkpoint), manifest, corpus, mode,
-                       None if mode == "gen-ser" else decoding_settings(decoding, max_new_tokens, s),
+                       None if mode == "gen-ser" else decoding_settings(decoding, max_new_tokens, s, mode),
                        feature_dir, list(overrides)) for s in seeds[: len(names)]]
     state = process_state()
     if state is not None and mode == "gen-ser":
@@ -160,6 +160,8 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
     result = score_predictions(runs[0], corpus, group_by=group_by)
     result.update({"checkpoint": str(checkpoint), "manifest": str(manifest), "mode": mode,
                    "rejected": len(dups) + len(rejects)})
+    if mode != "gen-ser":  # answers that hit the length limit (no end-of-answer token): possibly cut short
+        result["truncated"] = sum(bool(r.get("truncated")) for r in runs[0])
     if len(runs) > 1:
         result["stability"] = stability(runs, corpus)
         (out / "stability.json").write_text(json.dumps(result["stability"], indent=1))
