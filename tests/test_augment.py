@@ -183,3 +183,54 @@ def test_augment_config_checks():
     with pytest.raises(ValueError, match="model.ssl.checkpoint"):  # cached SSL features are of clean audio
         TrainConfig(model=tiny_model_config({"whisper": "w", "llm": "l"}),
                     data=DataConfig(train_manifest="t", augment=AugmentConfig(enabled=True)))
+
+
+def test_noise_files_are_found_recursively_and_mixed(clips, tmp_path):
+    from c2ser.data.augment import noise_files
+
+    (tmp_path / "noise" / "free-sound").mkdir(parents=True)
+    t = np.arange(SR) / SR
+    sf.write(tmp_path / "noise" / "free-sound" / "hum.flac", (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), SR)
+    sf.write(tmp_path / "noise" / "hum.wav", (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), SR)
+    (tmp_path / "noise" / "README.txt").write_text("not audio")
+    assert [f.name for f in noise_files(tmp_path / "noise")] == ["hum.flac", "hum.wav"]
+    cfg = AugmentConfig(enabled=True, noise_prob=1.0, reverb_prob=0.0, gain_prob=0.0, snr_db=[0.0, 0.0],
+                        noise_dir=str(tmp_path / "noise"))
+    clean = _voice(1.0, 200, 0.3, 1)
+    out = Augmenter(cfg, clips, seed=0)(clean, {"key": "x"}, 0)
+    f, p_clean = welch(clean, SR, nperseg=1024)
+    _, p_out = welch(out, SR, nperseg=1024)
+    at = np.argmin(np.abs(f - 3000))
+    assert p_out[at] > 1000 * p_clean[at]  # the 3 kHz hum is in the mixture
+    with pytest.raises(ValueError, match="no noise files"):
+        (tmp_path / "empty").mkdir()
+        noise_files(tmp_path / "empty")
+
+
+class _Words:
+    """A whitespace tokenizer: enough for the dataset's length bookkeeping."""
+    eos_token_id = 0
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [1] * len(text.split())}
+
+
+def test_training_items_carry_the_augmented_wave_for_both_encoders(clips, tmp_path):
+    """With a wave transform, the item's mel and its ``wav`` (Emotion2Vec-S online) are of the same augmented clip,
+    cached SSL features are not used, and an item does not depend on which items were read before it."""
+    from c2ser.models.processor import C2SERProcessor
+    from c2ser.training.data import ManifestDataset
+
+    rows = [dict(r, duration=1.0, explicit_target="e", implicit_target="i") for r in clips[:3]]
+    proc = C2SERProcessor(_Words(), 80, "crop")
+    aug = Augmenter(AugmentConfig(enabled=True, noise_prob=1.0, reverb_prob=1.0), rows, seed=1)
+    ds = ManifestDataset(rows, proc, str(tmp_path / "no-features-here"), True, wave_transform=aug, cache=True)
+    plain = ManifestDataset(rows, proc, None, True)
+    forward = [ds[i] for i in range(3)]
+    backward = {i: ds[i] for i in (2, 1, 0)}   # cached clean waves now, other order
+    for i, it in enumerate(forward):
+        assert "ssl" not in it and np.array_equal(it["wav"], backward[i]["wav"])
+        assert np.array_equal(it["mel"], proc.mel(it["wav"])) and np.array_equal(it["mel"], backward[i]["mel"])
+        assert not np.allclose(it["wav"], plain[i]["wav"])
+    ds.epoch = 1
+    assert not np.allclose(ds[0]["wav"], forward[0]["wav"])  # a new draw each epoch
