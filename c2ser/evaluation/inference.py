@@ -64,17 +64,18 @@ def process_state():
 def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "implicit",
                      feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int | None = None,
                      seed: int = 0, max_frames: int = 12000, max_tokens: int = 20000, max_batch_size: int = 16,
-                     progress: bool = True, state=None) -> dict:
+                     progress: bool = True, state=None, wave_transform=None) -> dict:
     """Decode every clip of ``rows`` not yet in ``writer`` (a PredictionWriter); returns the decoding settings.
     Each row says whether its answer was cut by the length limit (``truncated``: no end-of-answer token).
     ``state`` (a ``PartialState`` of several processes): every process must pass the same ``rows`` and a writer
-    with the same ``done_keys``; only process 0's writer is written to."""
+    with the same ``done_keys``; only process 0's writer is written to. ``wave_transform``: an evaluation condition
+    (:class:`c2ser.data.augment.Condition`) applied to each clip before both encoders."""
     settings = decoding_settings(decoding, max_new_tokens, seed, mode)
     gen_kwargs = {k: v for k, v in settings.items() if k not in ("preset", "max_new_tokens", "seed")}
     todo = [r for r in rows if r["key"] not in writer.done_keys]
     if not todo:
         return settings
-    ds = ManifestDataset(todo, processor, feature_dir, model.cfg.ssl.enabled)
+    ds = ManifestDataset(todo, processor, feature_dir, model.cfg.ssl.enabled, wave_transform=wave_transform)
     batches = DynamicBatchSampler(ds.frames, ds.tokens, max(max_frames, max(ds.frames)),
                                   max(max_tokens, max(ds.tokens)), max_batch_size, shuffle=False).all_batches(0)
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)

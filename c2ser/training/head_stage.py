@@ -61,10 +61,11 @@ def build_head(cfg: HeadStageConfig, cond_dim: int):
 
 @torch.no_grad()
 def conditioning(model, processor: C2SERProcessor, rows: list[dict], feature_dir: str | None, kind: str,
-                 progress: bool = True) -> list[torch.Tensor]:
-    """Per clip: the (L_i, H) conditioning states of the frozen backbone, in ``rows`` order."""
+                 progress: bool = True, wave_transform=None) -> list[torch.Tensor]:
+    """Per clip: the (L_i, H) conditioning states of the frozen backbone, in ``rows`` order (``wave_transform``:
+    an evaluation condition applied to each clip first)."""
     model.eval()
-    ds = ManifestDataset(rows, processor, feature_dir, model.cfg.ssl.enabled)
+    ds = ManifestDataset(rows, processor, feature_dir, model.cfg.ssl.enabled, wave_transform=wave_transform)
     sampler = DynamicBatchSampler(ds.frames, ds.tokens, max(12000, max(ds.frames)), max(20000, max(ds.tokens)), 16,
                                   shuffle=False)
     out: list[torch.Tensor | None] = [None] * len(rows)
@@ -170,7 +171,8 @@ def load_head(path: str | Path):
 
 
 def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_dir: str | None, corpus: str,
-                      steps: int | None = None, progress: bool = True, model=None, processor=None) -> dict:
+                      steps: int | None = None, progress: bool = True, model=None, processor=None,
+                      wave_transform=None) -> dict:
     """Label + per-class scores for every clip of ``rows`` not yet in ``writer``; returns the settings.
     ``model``/``processor``: the backbone already loaded (e.g. with overrides); default: loaded from ``head_dir``."""
     from c2ser.checkpoint import load_model
@@ -185,7 +187,7 @@ def predict_with_head(head_dir: str | Path, rows: list[dict], writer, feature_di
         model = load_model(head_dir)  # the head checkpoint carries its backbone
     if processor is None:
         processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, model.cfg.whisper.long_audio)
-    conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress)
+    conds = conditioning(model, processor, todo, feature_dir, cfg.conditioning, progress, wave_transform)
     pred, scores = predict(head, conds, allowed_mask(cfg.labels, corpus), steps=steps, keys=[r["key"] for r in todo])
     for r, p, s in zip(todo, pred, scores):
         writer.write({"key": r["key"], "label": cfg.labels[p], "mode": "gen-ser",

@@ -68,9 +68,16 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, cfg.model.whisper.long_audio)
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
+    augmenter = None
+    if cfg.data.augment.enabled:  # noise / reverberation / level on the waveform (c2ser/data/augment.py)
+        from c2ser.data.augment import Augmenter
+
+        augmenter = Augmenter(cfg.data.augment, rows, cfg.seed)
+        acc.print(f"augmentation on: {len(augmenter.bounds)} clips with a volume-bin-bounded gain, "
+                  f"{augmenter.unbounded} without (no stored loudness or bin disagreeing with the recomputed μ ± σ)")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
-                              cache=cfg.data.cache_features)
+                              cache=cfg.data.cache_features, wave_transform=augmenter)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
