@@ -1,4 +1,4 @@
-"""Test dependencies that ``scripts/setup.sh --dev`` installs (FunASR, httpx, Playwright, Chromium).
+"""Test dependencies that ``scripts/setup.sh --dev`` installs (FunASR, httpx, Playwright, Chromium, espeak-ng).
 
 In CI (the ``CI`` environment variable set, as CI services do: ``CI=true``) a missing one is a test failure with a
 clear message, because setup installed it there and a skip would hide a check that must run (e.g. the FunASR parity

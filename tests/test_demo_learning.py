@@ -17,6 +17,7 @@ import math
 import shutil
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from c2ser.audio import load_audio
@@ -30,6 +31,7 @@ from c2ser.testing import build_tiny_emotion2vec
 from c2ser.training.data import read_rows
 
 from conftest import REPO
+from deps import missing
 
 CONF, DEMO = REPO / "recipes" / "c2ser" / "conf", REPO / "recipes" / "tiny" / "conf"
 FOUR = ("neutral", "happy", "sad", "angry")
@@ -43,9 +45,20 @@ def chance_tail(n: int, k: int, p: float = 0.25) -> float:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    if not (shutil.which("espeak-ng") and shutil.which("sox")):
-        pytest.skip("espeak-ng and sox are needed (scripts/setup.sh installs them)")
+def one_thread():
+    """One torch thread, as recipes/tiny/run.sh runs (OMP_NUM_THREADS=1): on a busy machine, 2 threads waiting on
+    each other made a tiny update 100× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def corpus(one_thread, tmp_path_factory):
+    absent = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if absent:
+        missing(" and ".join(absent), "not on PATH")
     root = tmp_path_factory.mktemp("demo_learning")
     paths = build_synthetic_corpus(root / "syn", emotions=FOUR, per_class=PER_CLASS, valid_per_class=VALID_PER_CLASS,
                                    test_per_class=0, langs=("en",), workers=2, progress=False)
@@ -72,7 +85,7 @@ def _train(stage, corpus, tiny_models, out, *extra):
                  f"output_dir={out}", *extra])
 
 
-def test_demo_stages_learn_emotion_from_speech(corpus, tiny_models, tmp_path):
+def test_demo_stages_learn_emotion_from_speech(one_thread, corpus, tiny_models, tmp_path):
     n_valid = len(read_rows(corpus / "valid.jsonl"))
     assert n_valid == 4 * VALID_PER_CLASS
     bar = next(k for k in range(n_valid + 1) if chance_tail(n_valid, k) < 0.01)

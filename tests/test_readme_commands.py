@@ -235,8 +235,11 @@ def check_validate(cmd, out, ctx):
 
 
 def check_features(cmd, out, ctx):
-    keys = {r["key"] for r in jsonl(shlex.split(cmd)[2])}
-    assert {p.stem for p in Path(_arg(cmd, "--out-dir")[0]).glob("*.npy")} == keys
+    keys, out_dir = [r["key"] for r in jsonl(shlex.split(cmd)[2])], Path(_arg(cmd, "--out-dir")[0])
+    written = {p.stem for p in out_dir.glob("*.npy")}
+    rejected = [r["key"] for r in jsonl(out_dir / "rejects.jsonl")] if (out_dir / "rejects.jsonl").is_file() else []
+    assert written and sorted(written | set(rejected)) == sorted(keys) and not written & set(rejected)
+    assert f"written {len(written)}, already there 0, rejected {len(rejected)}" in out
 
 
 def _values(cmd: str, flag: str) -> list[str]:
