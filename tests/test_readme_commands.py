@@ -231,7 +231,7 @@ def check_cot(cmd, out, ctx):
 
 def check_validate(cmd, out, ctx):
     path = shlex.split(cmd)[2]
-    assert out.splitlines()[-1] == f"{path}: {len(jsonl(path))} rows, 0 problems", out[-500:]
+    assert f"{path}: {len(jsonl(path))} rows, 0 problems" in out.splitlines(), out[-500:]
 
 
 def check_features(cmd, out, ctx):
@@ -305,7 +305,7 @@ def check_predict(cmd, out, ctx):
 
 
 def check_chat(cmd, out, ctx):
-    assert "loaded " in out and out.count("c2ser> ") >= 3, out[-2000:]  # the clip, then two answered questions
+    assert "loaded " in out and out.count("c2ser> ") == 2, out[-2000:]  # the clip, then two answered questions
 
 
 CHECKS = {"c2ser train ": check_train, "accelerate launch": check_train, "python data_prep/fake_corpora.py":
