@@ -9,6 +9,7 @@ from c2ser.cli import main
 from c2ser.evaluation.predictions import read_predictions
 from c2ser.models.build import build_model
 from c2ser.testing import make_toy_corpus, tiny_model_config
+from checks import flip_rate
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def test_several_seeds_write_a_stability_report(setup, tmp_path):
     ckpt, corpus = setup
     assert _eval(ckpt, corpus, tmp_path / "s", "--decoding", "sample", "--seeds", "0,1", "--limit", "4") == 0
     st = json.loads((tmp_path / "s" / "stability.json").read_text())
-    assert st["runs"] == 2 and 0.0 <= st["flip_rate"] <= 1.0
+    runs = [tmp_path / "s" / f"predictions.seed{s}.jsonl" for s in (0, 1)]
+    assert st["runs"] == 2 and st["flip_rate"] == flip_rate(runs, "synthetic")
 
 
 def test_a_predictions_file_from_another_checkpoint_is_refused(setup, tiny_models, tmp_path, capsys):
