@@ -109,6 +109,26 @@ def stage1_start(rehearsal):
     return build_model(cfg.model)
 
 
+def test_the_frozen_llm_is_a_pre_trained_language_model(rehearsal):
+    """Stage 2 of the recipe pre-trains the tiny LLM (frozen in training) on the recipe's prompts and targets: given
+    a validation clip's task prompt, its loss on the target text is far below a random LLM's (ln V ≈ 6.9)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from c2ser.testing import prompt_answer_pairs
+
+    exp, _ = rehearsal
+    llm_dir = exp / "models" / "qwen2-tiny-random"
+    tok, llm = AutoTokenizer.from_pretrained(llm_dir), AutoModelForCausalLM.from_pretrained(llm_dir).eval()
+    rows = [json.loads(line) for line in (exp / "data" / "valid.jsonl").read_text().splitlines()]
+    losses = []
+    with torch.no_grad():
+        for prompt, answer in prompt_answer_pairs(rows):
+            p = tok(prompt, add_special_tokens=False)["input_ids"]
+            a = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            losses.append(llm(input_ids=torch.tensor([p + a]), labels=torch.tensor([[-100] * len(p) + a])).loss)
+    assert len(losses) >= 20 and float(sum(losses)) / len(losses) < 1.0
+
+
 def test_training_ran_with_the_full_recipes_own_settings(rehearsal):
     """tiny.yaml changes widths, batch caps and step counts only: both stages trained with model.yaml's and the stage
     configs' own settings, and the LoRA built into the model is the configured one."""
@@ -170,7 +190,9 @@ def test_stage1_loss_falls(rehearsal):
 
 def test_stage2_answers_have_the_targets_form(rehearsal):
     """The frozen pre-trained LLM with LoRA answers in the targets' form on every test corpus: an emotion is read
-    from nearly every answer, and explicit answers describe the speaking style before concluding."""
+    from nearly every answer, and explicit answers describe the speaking style (pitch, pace, volume) before
+    concluding. A broken speech prefix (adapter, LoRA, bf16 overflow) would derail the frozen LLM's answers. (Seven
+    updates per stage at toy width do not teach the emotions: accuracy is not asserted.)"""
     exp, _ = rehearsal
     for corpus in ("emo_emilia", "meld", "casia"):
         for mode in ("explicit", "implicit"):
@@ -178,7 +200,8 @@ def test_stage2_answers_have_the_targets_form(rehearsal):
             assert result["n"] > 0 and result["unparsed_rate"] <= 0.1, (mode, corpus, result["unparsed_rate"])
         rows = [json.loads(line) for line in
                 (exp / "eval" / "stage2-explicit" / corpus / "predictions.jsonl").read_text().splitlines()]
-        styled = [r for r in rows if all(w in r["prediction"] for w in ("pitch", "pace", "voice"))]
+        styled = [r for r in rows if any(all(w in r["prediction"] for w in words)
+                                         for words in (("pitch", "pace", "voice"), ("语调", "语速", "音量")))]
         assert len(styled) >= 0.9 * len(rows), [r["prediction"] for r in rows[:3]]
 
 
