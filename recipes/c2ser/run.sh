@@ -32,6 +32,9 @@ official_qwen2=                        # the Qwen2-7B directory the release was 
 overlay=                               # extra training config merged last ({stage} = stage1 | stage2)
 head_overlay=                          # extra head-stage config merged last
 per_class=8                            # tiny: clips per emotion of each fake corpus
+llm_pretrain_steps=200                 # tiny: the tiny LLM is pre-trained this long on the recipe's texts (next-token
+                                       # prediction, seeded, seconds) so that the frozen LLM + LoRA of model.yaml
+                                       # adapt a language model, not noise (0: random weights, as the CPU demo's)
 cot_group_by=                          # chain-of-thought bins per value of this field (e.g. speaker)
 synthetic_emotions=neutral,happy,sad,angry   # the synthetic corpus (the CPU demo's)
 seed=777
@@ -123,9 +126,9 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "== stage 2: models"
-  if [ "$size" = tiny ]; then  # random weights in the real formats; the BPE tokenizer learns the targets
+  if [ "$size" = tiny ]; then  # random weights in the real formats; the BPE tokenizer (and LLM) learn the targets
     official_arg=""; [ "$official" = none ] || official_arg="--official $official"
-    c2ser build-tiny $models --texts $data/train.jsonl $official_arg
+    c2ser build-tiny $models --texts $data/train.jsonl --llm-pretrain-steps $llm_pretrain_steps $official_arg
   fi
 fi
 
