@@ -292,7 +292,7 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
     lr_factor = warmup_cosine(cfg.warmup, total_steps)
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and acc.is_main_process),
                desc=f"head[{cfg.kind}]")
-    t0 = time.time()
+    t0, pending = time.time(), []
     done = step >= total_steps
     while not done and epoch < cfg.epochs:
         model.train()
@@ -313,8 +313,14 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
                 optimizer.step()
                 optimizer.zero_grad()
             consumed += 1
+            pending.append(stats)
             if not acc.sync_gradients:
                 continue
+            # the update's stats: mean over its accumulated batches and over the processes (the global batch)
+            keys = sorted(pending[0])
+            mean = acc.reduce(torch.tensor([sum(p[k] for p in pending) / len(pending) for k in keys],
+                                           device=acc.device), reduction="mean")
+            stats, pending = dict(zip(keys, mean.tolist())), []
             step += 1
             if ema is not None:
                 ema.update(inner.head)
