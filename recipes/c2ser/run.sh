@@ -154,8 +154,8 @@ fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "== stage 7: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
-  for head in gen_ser ce; do   # the backbone is frozen: its conditioning is computed once per head, in memory
-    c2ser train-head --config $conf/head.yaml $head_size_conf ${head_overlay:+--config $head_overlay} \
+  for head in gen_ser ce; do   # data-parallel like stages 4/5; each batch's conditioning is computed on the fly
+    $launch train-head --config $conf/head.yaml $head_size_conf ${head_overlay:+--config $head_overlay} \
       kind=$head backbone=$exp/stage2/final corpus=$(echo $train_corpora | cut -d' ' -f1) \
       train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
       output_dir=$exp/head_$head
