@@ -188,7 +188,9 @@ def test_killed_head_run_resumes_to_the_same_weights(stage_setup, tmp_path):
 
 def test_one_and_two_processes_give_the_same_head(stage_setup, tmp_path):
     """Same global batch (1 process x 2 accumulated batches = 2 processes x 1 batch), same data order and same
-    Gen-SER noise (seeded per global batch): 2 DDP processes (gloo, fp32) end with the 1-process head."""
+    Gen-SER noise (seeded per global batch): 2 DDP processes (gloo, fp32) end with the 1-process head. (Under
+    DeepSpeed bf16 the backbone's states and the stored head weights are rounded to bf16, so equality holds only to
+    bf16 precision; the recipe rehearsal runs that path with 2 processes.)"""
     one = train_head_stage(_config(stage_setup, tmp_path / "one", grad_accum=2), progress=False)
     env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
                DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
