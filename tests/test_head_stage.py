@@ -247,3 +247,14 @@ def test_joint_lora_trains_lora_keeps_the_rest_and_still_answers_in_text(stage_s
                      "--out", str(tmp_path / f"ev_{mode}")]) == 0
         rows = read_predictions(tmp_path / f"ev_{mode}" / "predictions.jsonl")
         assert len(rows) == 4 and all(r["mode"] == mode for r in rows), mode
+
+
+def test_joint_tuning_overlay_loads_over_the_recipe_head_configs():
+    from c2ser.config import load_config
+
+    conf = REPO / "recipes" / "c2ser" / "conf"
+    cfg = load_config(HeadStageConfig, [conf / "head.yaml", conf / "head_tiny.yaml", conf / "head_lora.yaml"],
+                      ["backbone=b", "train_manifest=t"])
+    assert (cfg.train_backbone, cfg.lm_loss_weight, cfg.backbone_lr, cfg.lr) == ("lora", 0.5, 2e-5, 1e-3)
+    with pytest.raises(ValueError, match="train_backbone"):
+        load_config(HeadStageConfig, [conf / "head.yaml"], ["backbone=b", "train_manifest=t", "lm_loss_weight=1"])

@@ -30,7 +30,8 @@ test_corpora="emo_emilia meld casia"   # corpora evaluated in stages 6, 8, 9
 official=auto                          # the released C2SER_llm.pt for stage 9 (auto: none; tiny: a synthetic one)
 official_qwen2=                        # the Qwen2-7B directory the release was trained on
 overlay=                               # extra training config merged last ({stage} = stage1 | stage2)
-head_overlay=                          # extra head-stage config merged last
+head_overlay=                          # extra head-stage config(s) merged last (space-separated), e.g.
+                                       # recipes/c2ser/conf/head_lora.yaml: joint LoRA tuning
 per_class=8                            # tiny: clips per emotion of each fake corpus
 cot_group_by=                          # chain-of-thought bins per value of this field (e.g. speaker)
 synthetic_emotions=neutral,happy,sad,angry   # the synthetic corpus (the CPU demo's)
@@ -155,7 +156,7 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "== stage 7: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
   for head in gen_ser ce; do   # data-parallel like stages 4/5; each batch's conditioning is computed on the fly
-    $launch train-head --config $conf/head.yaml $head_size_conf ${head_overlay:+--config $head_overlay} \
+    $launch train-head --config $conf/head.yaml $head_size_conf $(for o in $head_overlay; do echo --config $o; done) \
       kind=$head backbone=$exp/stage2/final corpus=$(echo $train_corpora | cut -d' ' -f1) \
       train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
       output_dir=$exp/head_$head
