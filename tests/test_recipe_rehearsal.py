@@ -238,3 +238,19 @@ def test_a_run_resumed_from_its_deepspeed_state_ends_with_the_same_weights(rehea
     for rank in (0, 1):
         report = json.loads((out / f"frozen_rank{rank}.json").read_text())
         assert report["frozen"] == len(frozen) and report["changed"] == [], report
+
+
+def test_head_stage_ran_data_parallel_under_the_recipe_launch_config(rehearsal):
+    """Stage 7 (Gen-SER and CE) through the recipe's accelerate launch: 2 processes, DeepSpeed ZeRO-2, bf16; one
+    log line per update (written by the main process only) and validation on every valid clip."""
+    exp, out = rehearsal
+    stage7 = out.split("== stage 7:")[1].split("== stage 8:")[0]
+    assert stage7.count("data-parallel over 2 processes (DEEPSPEED, mixed precision bf16)") == 2
+    n_valid = len((exp / "data" / "valid.jsonl").read_text().splitlines())
+    for head in ("gen_ser", "ce"):
+        cfg = OmegaConf.load(exp / f"head_{head}" / "final" / "head" / "config.yaml")
+        assert cfg.launch.distributed_type == "DEEPSPEED" and cfg.launch.num_processes == 2
+        assert cfg.launch.mixed_precision == "bf16" and cfg.head_stage.kind == head
+        assert cfg.result.valid_clips == n_valid
+        log = [json.loads(line) for line in (exp / f"head_{head}" / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == list(range(1, cfg.result.steps + 1))
