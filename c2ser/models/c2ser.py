@@ -51,6 +51,12 @@ class C2SERModel(nn.Module):
         self.projection = nn.Linear(dim, llm_dim)
         self.speech_markers = nn.Embedding(2, llm_dim)  # row 0 = BOS_sp, row 1 = EOS_sp
         self.llm = llm
+        # transformers feeds the LM head a strided view (hidden[:, -k:] for logits_to_keep); on CPU a bf16 matmul of
+        # such a view against the ~150k-row head allocates GBs of temporaries (+4 GiB for 8 clips at Qwen2-7B, the
+        # difference between bench/full_size_cpu.sh's eval and predict), so the head gets a contiguous copy
+        head = llm.get_output_embeddings()
+        if head is not None:
+            head.register_forward_pre_hook(_contiguous_inputs)
         self.ssl_encoder = None  # set by the builder when features are computed online
         self.set_trainable(cfg.trainable)
 
@@ -186,3 +192,7 @@ class C2SERModel(nn.Module):
         if return_hit_limit:  # out = the new tokens only; a finished row ends with eos (then eos padding)
             return texts, (out != eos).all(dim=1).tolist()
         return texts
+
+
+def _contiguous_inputs(module, args):
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
