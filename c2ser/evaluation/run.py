@@ -13,10 +13,10 @@ exactly as one process does, and the other processes return None.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
+from c2ser.atomic import atomic_write_json
 from c2ser.evaluation.inference import decoding_settings, predict_manifest, process_state
 from c2ser.evaluation.predictions import open_predictions
 from c2ser.evaluation.report import score_predictions, write_report
@@ -162,6 +162,6 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
                    "rejected": len(dups) + len(rejects)})
     if len(runs) > 1:
         result["stability"] = stability(runs, corpus)
-        (out / "stability.json").write_text(json.dumps(result["stability"], indent=1))
+        atomic_write_json(out / "stability.json", result["stability"], indent=1)
     write_report(result, out, title=f"{corpus} · {mode} · {Path(checkpoint).parent.name}", settings=settings)
     return result
