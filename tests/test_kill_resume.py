@@ -1,0 +1,172 @@
+"""Real SIGKILLs at seeded moments of every long command, restarts, and outputs equal to an uninterrupted run's.
+
+Kills per command: ``C2SER_KILL_COUNT`` (CI default below; 10 where a command is cheap), or a soak with
+``C2SER_KILL_SOAK=N`` (N kills for every command). Seed: ``C2SER_KILL_SEED`` (default 0); a failure prints the
+seed and the moments (tests/kill_harness.py).
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from kill_harness import REPO, ForkServer, Job, kill_test
+
+SEED = int(os.environ.get("C2SER_KILL_SEED", "0"))
+SOAK = int(os.environ.get("C2SER_KILL_SOAK", "0"))
+CI_KILLS = {"train": 10, "train_zero2": 1, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
+
+
+def kills(name: str) -> int:
+    return SOAK or int(os.environ.get("C2SER_KILL_COUNT", CI_KILLS[name]))
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = ForkServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from c2ser.testing import make_toy_corpus
+
+    return make_toy_corpus(tmp_path_factory.mktemp("kill_corpus"), per_class=3)
+
+
+def _files(out: Path, pattern: str = "**/*", skip=(".log",)) -> dict[str, bytes]:
+    """Every file under ``out`` (its own path replaced by OUT inside text files), temporary leftovers included."""
+    got = {}
+    for f in sorted(out.glob(pattern)):
+        if f.is_file() and not f.name.endswith(skip):
+            got[str(f.relative_to(out))] = f.read_bytes().replace(str(out).encode(), b"OUT")
+    return got
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+def _report(r):
+    print(f"\n{r.describe()}\nreference {r.reference_s:.1f} s, killed {r.killed}× then finished: "
+          f"{r.killed_run_s:.1f} s", file=sys.stderr)
+
+
+# ---- c2ser train -------------------------------------------------------------------------------------------
+def _train_config(tiny_models, corpus, out: Path, **over) -> Path:
+    from omegaconf import OmegaConf
+
+    from c2ser.config import to_dict
+    from c2ser.testing import tiny_model_config
+    from c2ser.training.config import DataConfig, OptimConfig, TrainConfig
+
+    cfg = TrainConfig(model=tiny_model_config(tiny_models),
+                      data=DataConfig(train_manifest=str(corpus["train"]), feature_dir=str(corpus["features"]),
+                                      max_frames_in_batch=400, max_tokens_in_batch=400),
+                      optim=OptimConfig(lr=2e-3, warmup_steps=2, grad_accum=1, scheduler="constant"),
+                      task="distill", output_dir=str(out), max_epochs=2, seed=5, save_every=2, keep_states=2,
+                      log_every=1, **over)
+    cfg.model.adapter.dropout = 0.1  # dropout on: the RNG state must be restored too
+    path = out / "train.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg))))
+    return path
+
+
+def _train_outputs(out: Path) -> dict[str, bytes]:
+    final = out / "final"
+    if not (final / "model.safetensors").is_file():
+        return {}
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    return {"model": (final / "model.safetensors").read_bytes(),
+            "lora": (final / "lora" / "adapter_model.safetensors").read_bytes(),
+            "log": json.dumps([(r["step"], r["loss"], r["lr"]) for r in log]).encode(),
+            "leftovers": str(sorted(p.name for p in out.glob("*.tmp*"))).encode()}
+
+
+def train_job(tiny_models, corpus, launch: list[str] | None = None) -> Job:
+    argv = (lambda out: [sys.executable, "-m", "accelerate.commands.launch", *launch, "-m", "c2ser.cli",
+                         "train", "--config", str(out / "train.yaml")]) if launch else \
+        (lambda out: ["train", "--config", str(out / "train.yaml")])
+    return Job("c2ser train" + (" (DeepSpeed ZeRO-2, 2 processes)" if launch else ""), argv, _train_outputs,
+               progress=lambda out: _lines(out / "log.jsonl"), saving="state-*.tmp-save", launch=bool(launch),
+               prepare=lambda out: _train_config(tiny_models, corpus, out))
+
+
+def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, corpus, tmp_path):
+    r = kill_test(server, train_job(tiny_models, corpus), tmp_path, kills("train"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("train"), 3)
+
+
+def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, tmp_path):
+    launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
+    r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
+    _report(r)
+
+
+# ---- c2ser eval ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tiny_models, tmp_path_factory):
+    import torch
+
+    from c2ser.checkpoint import save_checkpoint
+    from c2ser.models.build import build_model
+    from c2ser.testing import tiny_model_config
+
+    torch.manual_seed(0)
+    return save_checkpoint(build_model(tiny_model_config(tiny_models)), tmp_path_factory.mktemp("kill_ck") / "ck")
+
+
+def test_eval_killed_anywhere_gives_the_same_predictions_and_metrics(server, checkpoint, corpus, tmp_path):
+    job = Job("c2ser eval", lambda out: ["eval", "--checkpoint", str(checkpoint), "--manifest", str(corpus["train"]),
+                                         "--corpus", "synthetic", "--feature-dir", str(corpus["features"]),
+                                         "--out", str(out), "--max-new-tokens", "6"],
+              _files, progress=lambda out: _lines(out / "predictions.jsonl"))
+    r = kill_test(server, job, tmp_path, kills("eval"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("eval"), 3)
+
+
+# ---- c2ser extract-features --------------------------------------------------------------------------------
+def test_extract_features_killed_anywhere_writes_the_same_files(server, corpus, tmp_path):
+    from c2ser.testing import build_tiny_emotion2vec
+
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v" / "checkpoint.pt", seed=3)
+    job = Job("c2ser extract-features", lambda out: ["extract-features", str(corpus["train"]), str(corpus["valid"]),
+                                                     "--checkpoint", str(e2v), "--out-dir", str(out / "f")],
+              lambda out: _files(out / "f"), progress=lambda out: len(list((out / "f").glob("*.npy"))))
+    r = kill_test(server, job, tmp_path / "run", kills("extract_features"), SEED)
+    _report(r)
+    assert len(_files(tmp_path / "run" / "killed" / "f", "*.npy")) == 16
+
+
+# ---- data_prep/meld.py, data_prep/cot_labels.py ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fake_meld(tmp_path_factory):
+    import shutil
+
+    from c2ser.data.fake_corpora import build_fake_corpora
+
+    if shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("ffmpeg / espeak-ng not installed")
+    return build_fake_corpora(tmp_path_factory.mktemp("kill_fake"), per_class=1, corpora=("meld",))["meld"]
+
+
+def test_meld_prep_killed_anywhere_writes_the_same_wavs_and_manifests(server, fake_meld, tmp_path):
+    job = Job("data_prep/meld.py", lambda out: ["--root", str(fake_meld), "--out", str(out), "--workers", "2"],
+              _files, progress=lambda out: len(list(out.glob("wav/*/*.wav"))), script=str(REPO / "data_prep/meld.py"))
+    r = kill_test(server, job, tmp_path, kills("meld"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("meld"), 3)
+
+
+def test_cot_labels_killed_anywhere_writes_the_same_manifest(server, corpus, tmp_path):
+    job = Job("data_prep/cot_labels.py", lambda out: ["--manifest", str(corpus["train"]), "--out",
+                                                      str(out / "train.cot.jsonl")],
+              _files, progress=lambda out: _lines(out / "train.cot.jsonl.measured"),
+              script=str(REPO / "data_prep/cot_labels.py"))
+    r = kill_test(server, job, tmp_path, kills("cot_labels"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("cot_labels"), 3)
