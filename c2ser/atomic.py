@@ -33,19 +33,39 @@ class WriteError(ValueError):
 
 
 def write_error(path: str | Path, e: BaseException) -> WriteError:
-    reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e).splitlines()[0]
+    reason = (os.strerror(e.errno) if isinstance(e, OSError) and e.errno in WRITE_ERRNOS else
+              filesystem_problem(path) or str(e).splitlines()[0])
     return WriteError(f"{path}: cannot write ({reason}); nothing partial was kept, rerun when fixed")
 
 
-def is_write_failure(e: BaseException) -> bool:
-    """An OSError of the full-disk / read-only kind (anywhere in the cause chain: torch wraps them)."""
+def filesystem_problem(path: str | Path) -> str | None:
+    """"Read-only file system" / "No space left on device" when the file system holding ``path`` is so (for
+    writers whose errors do not say it, e.g. ``torch.save``: "unexpected pos ...")."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return os.strerror(errno.EROFS)
+    if st.f_bavail * st.f_frsize < (1 << 20):
+        return os.strerror(errno.ENOSPC)
+    return None
+
+
+def is_write_failure(e: BaseException, path: str | Path | None = None) -> bool:
+    """An OSError of the full-disk / read-only kind (anywhere in the cause chain: torch wraps them), or any
+    error while the file system of ``path`` is read-only or (nearly) full."""
+    first = e
     while e is not None:
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             return True
         if "No space left on device" in str(e) or "Read-only file system" in str(e):
             return True
         e = e.__cause__ or e.__context__
-    return False
+    return path is not None and isinstance(first, Exception) and filesystem_problem(path) is not None
 
 
 def temporary_name(path: str | Path) -> Path:
@@ -82,12 +102,13 @@ def atomic_path(path: str | Path):
         yield tmp
         _commit(tmp, path)
     except BaseException as e:
+        failed = is_write_failure(e, path) and not isinstance(e, WriteError)  # before freeing the space
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        if is_write_failure(e) and not isinstance(e, WriteError):
+        if failed:
             raise write_error(path, e) from None
         raise
 

@@ -170,3 +170,48 @@ def test_cot_labels_killed_anywhere_writes_the_same_manifest(server, corpus, tmp
     r = kill_test(server, job, tmp_path, kills("cot_labels"), SEED)
     _report(r)
     assert r.killed >= min(kills("cot_labels"), 3)
+
+
+# ---- the resume rule: the newest COMPLETE state, the skipped ones named --------------------------------------
+def test_resume_skips_a_state_truncated_or_missing_any_file(server, tiny_models, corpus, tmp_path):
+    import shutil
+
+    from kill_harness import run_once
+    from c2ser.training.loop import resumable_states
+
+    job = train_job(tiny_models, corpus)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    job.prepare(ref)
+    run_once(server, job, ref, tmp_path / "ref.log")
+    newest, previous = ref / "state-8", ref / "state-6"
+    files = sorted(f.relative_to(newest) for f in newest.rglob("*") if f.is_file())
+    assert len(files) >= 4 and Path("trainer_state.json") in files
+    for rel in files:
+        for damage in ("truncated", "removed"):
+            out = tmp_path / "damaged"
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(ref, out)
+            f = out / "state-8" / rel
+            if damage == "removed":
+                f.unlink()
+            else:
+                f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+            said = []
+            assert resumable_states(out, said.append) == [out / "state-6"], (rel, damage)
+            assert len(said) == 1 and said[0].startswith(f"skipped {out / 'state-8'}: "), said
+            assert str(rel) in said[0], said
+    # a real restart with the newest state's largest file cut in half (the case): it falls back to
+    # state-6, says so, and ends with the uninterrupted run's weights
+    out = tmp_path / "resumed"
+    shutil.copytree(ref, out)
+    shutil.rmtree(out / "final")
+    big = max((f for f in (out / "state-8").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    (out / "train.yaml").write_text((ref / "train.yaml").read_text().replace(str(ref), str(out)))
+    log = tmp_path / "resumed.log"
+    run_once(server, job, out, log)
+    text = log.read_text()
+    assert f"skipped {out / 'state-8'}: {big.relative_to(out / 'state-8')} has" in text
+    assert f"resumed from {out / 'state-6'}" in text
+    assert _train_outputs(out) == _train_outputs(ref) and previous.is_dir()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from c2ser.atomic import append_line, atomic_write_json, atomic_write_text, is_write_failure, read_jsonl, write_error
+from c2ser.atomic import (append_line, atomic_write_json, atomic_write_text, is_write_failure, read_jsonl,
+                          write_error)
 
 
 class PredictionWriter:

@@ -264,9 +264,10 @@ def _save_state(acc: Accelerator, out: Path, step: int, epoch: int, consumed: in
     try:
         acc.save_state(str(tmp), **({"exclude_frozen_parameters": True} if _is_ds(acc) else {}))
     except Exception as e:
-        if is_write_failure(e):
+        if is_write_failure(e, tmp):  # torch.save says "unexpected pos" on a full disk: the file system tells
+            err = write_error(tmp, e)
             shutil.rmtree(tmp, ignore_errors=True)
-            raise write_error(tmp, e) from None
+            raise err from None
         raise
     acc.wait_for_everyone()  # every process has written its files
     if acc.is_main_process:
