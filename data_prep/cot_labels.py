@@ -51,6 +51,7 @@ class MeasureCache:
     def add(self, r: dict) -> None:
         if self._f is None:
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._f = open(self.path, "a", encoding="utf-8")
             except OSError as e:
                 if is_write_failure(e):

@@ -55,7 +55,7 @@ def _report(r):
 
 
 # ---- c2ser train -------------------------------------------------------------------------------------------
-def _train_config(tiny_models, corpus, out: Path, **over) -> Path:
+def _train_config(tiny_models, corpus, out: Path, conf: Path | None = None, **over) -> Path:
     from omegaconf import OmegaConf
 
     from c2ser.config import to_dict
@@ -69,7 +69,7 @@ def _train_config(tiny_models, corpus, out: Path, **over) -> Path:
                       task="distill", output_dir=str(out), max_epochs=2, seed=5, save_every=2, keep_states=2,
                       log_every=1, **over)
     cfg.model.adapter.dropout = 0.1  # dropout on: the RNG state must be restored too
-    path = out / "train.yaml"
+    path = conf or out / "train.yaml"
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg))))
     return path
 
