@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from c2ser.atomic import WriteError, atomic_path, atomic_write_text, remove_leftovers
+from c2ser.atomic import atomic_write_bytes, atomic_write_text, remove_leftovers
 from c2ser.data.manifest import Rejects, make_row, summary, write_manifest
 from c2ser.labels import canonical
 
@@ -168,15 +168,16 @@ def extract_meld_wav(mp4: Path, wav: Path) -> int:
     (EmoBox's ``channel`` 3 / 1). Returns the 1-indexed channel taken."""
     channels = audio_channels(mp4)
     channel = 3 if channels >= 6 else 1
-    with atomic_path(wav) as tmp:  # a killed or failed conversion leaves no wav that a rerun would trust
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(mp4), "-vn", "-af",
-                               f"pan=mono|c0=c{channel - 1}", "-ar", "16000", "-c:a", "pcm_s16le", "-f", "wav",
-                               str(tmp)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"
-            if "No space left on device" in proc.stderr or "Read-only file system" in proc.stderr:
-                raise WriteError(f"{wav}: cannot write ({last}); nothing partial was kept, rerun when fixed")
-            raise ValueError(f"ffmpeg failed ({last})")
+    # raw samples through a pipe, the wav written here: ffmpeg exits 0 with a silently cut file on a full disk
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp4), "-vn", "-af",
+                           f"pan=mono|c0=c{channel - 1}", "-ar", "16000", "-f", "s16le", "-c:a", "pcm_s16le",
+                           "pipe:1"], capture_output=True)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise ValueError(f"ffmpeg failed ({err.splitlines()[-1] if err else '?'})")
+    buf = io.BytesIO()
+    sf.write(buf, np.frombuffer(proc.stdout, dtype="<i2"), 16000, subtype="PCM_16", format="WAV")
+    atomic_write_bytes(wav, buf.getvalue())  # complete or absent: a killed or failed write leaves no wav
     return channel
 
 
