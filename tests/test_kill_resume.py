@@ -1,8 +1,9 @@
 """Real SIGKILLs at seeded moments of every long command, restarts, and outputs equal to an uninterrupted run's.
 
-Kills per command: ``C2SER_KILL_COUNT`` (CI default below; 10 where a command is cheap), or a soak with
-``C2SER_KILL_SOAK=N`` (N kills for every command). Seed: ``C2SER_KILL_SEED`` (default 0); a failure prints the
-seed and the moments (tests/kill_harness.py).
+Kills per command: ``CI_KILLS`` below, ``C2SER_KILL_COUNT=N`` for all, or a soak with ``C2SER_KILL_SOAK=N``.
+The DeepSpeed ZeRO-2 case (three 2-process ``accelerate launch`` runs at least) runs only with
+``C2SER_KILL_ZERO2=1`` or in a soak. Seed: ``C2SER_KILL_SEED`` (default 0); a failure prints the seed and the
+moments (tests/kill_harness.py).
 """
 import json
 import os
@@ -100,6 +101,8 @@ def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, c
     assert r.killed >= min(kills("train"), 3)
 
 
+@pytest.mark.skipif(not (SOAK or os.environ.get("C2SER_KILL_ZERO2")),
+                    reason="2-process DeepSpeed launches cost ~20 s each: set C2SER_KILL_ZERO2=1 (or a soak)")
 def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, tmp_path):
     launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
     r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
@@ -123,7 +126,7 @@ def test_eval_killed_anywhere_gives_the_same_predictions_and_metrics(server, che
     job = Job("c2ser eval", lambda out: ["eval", "--checkpoint", str(checkpoint), "--manifest", str(corpus["train"]),
                                          "--corpus", "synthetic", "--feature-dir", str(corpus["features"]),
                                          "--out", str(out), "--max-new-tokens", "6"],
-              _files, progress=lambda out: _lines(out / "predictions.jsonl"))
+              _files)  # moments by time: the 12 clips are decoded in one batch (its lines appear at once)
     r = kill_test(server, job, tmp_path, kills("eval"), SEED)
     _report(r)
     assert r.killed >= min(kills("eval"), 3)
@@ -165,7 +168,7 @@ def test_meld_prep_killed_anywhere_writes_the_same_wavs_and_manifests(server, fa
 def test_cot_labels_killed_anywhere_writes_the_same_manifest(server, corpus, tmp_path):
     job = Job("data_prep/cot_labels.py", lambda out: ["--manifest", str(corpus["train"]), "--out",
                                                       str(out / "train.cot.jsonl")],
-              _files, progress=lambda out: _lines(out / "train.cot.jsonl.measured"),
+              _files, progress=lambda out: _lines(out / "train.cot.measured.jsonl"),
               script=str(REPO / "data_prep/cot_labels.py"))
     r = kill_test(server, job, tmp_path, kills("cot_labels"), SEED)
     _report(r)
