@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from c2ser.atomic import append_line, is_write_failure, read_jsonl, write_error
+from c2ser.atomic import append_line, atomic_write_jsonl, is_write_failure, read_jsonl, write_error
 from c2ser.audio import AudioError, load_audio
 from c2ser.data.cot import (add_bins, check_row, hf_rewriter, measurable, measure, measurement_problem, style_stats,
                             targets)
@@ -41,12 +41,20 @@ class MeasureCache:
     def __init__(self, path: Path):
         self.path, self.styles = path, {}
         if path.is_file():
-            for row in read_jsonl(path, "measurement cache")[0]:
-                self.styles[(row.get("key"), row.get("audio"))] = row.get("style")
+            rows, torn = read_jsonl(path, "measurement cache")
+            if torn:  # rewritten without the torn piece, or the next line would be appended to it
+                atomic_write_jsonl(path, rows)
+            for row in rows:
+                self.styles[self._id(row)] = row.get("style")
         self._f = None
 
+    @staticmethod
+    def _id(r: dict) -> str:
+        """What a measurement depends on (the rate counts the text's syllables in its language)."""
+        return json.dumps([r.get(f) for f in ("key", "audio", "channel", "start", "end", "text", "language")])
+
     def get(self, r: dict) -> dict | None:
-        return self.styles.get((r["key"], r["audio"]))
+        return self.styles.get(self._id(r))
 
     def add(self, r: dict) -> None:
         if self._f is None:
@@ -57,8 +65,8 @@ class MeasureCache:
                 if is_write_failure(e):
                     raise write_error(self.path, e) from None
                 raise
-        append_line(self._f, json.dumps({"key": r["key"], "audio": r["audio"], "style": r["style"]},
-                                        ensure_ascii=False), self.path)
+        fields = ("key", "audio", "channel", "start", "end", "text", "language", "style")
+        append_line(self._f, json.dumps({f: r.get(f) for f in fields}, ensure_ascii=False), self.path)
 
     def remove(self) -> None:
         if self._f is not None:

@@ -187,3 +187,21 @@ def test_full_then_read_only_disk_one_line_nothing_partial_and_a_rerun_completes
     finally:
         small_fs.read_only(False)
     assert rc == 1 and str(out) in line and "Read-only file system" in line, line
+
+
+def test_cot_labels_measurements_survive_a_torn_line(tmp_path):
+    sys.path.insert(0, str(REPO / "data_prep"))
+    from cot_labels import MeasureCache
+
+    f = tmp_path / "x.measured.jsonl"
+    row = {"key": "a", "audio": "a.wav", "text": "hi", "language": "en", "style": {"pitch_hz": 1.0}}
+    c = MeasureCache(f)
+    c.add(row)
+    c._f.close()
+    f.write_bytes(f.read_bytes() + b'{"key": "b", "aud')  # killed while appending b
+    c = MeasureCache(f)
+    c.add({**row, "key": "b"})
+    c._f.close()
+    again = MeasureCache(f)  # the torn piece was dropped, not glued to b's line
+    assert again.get(row) == {"pitch_hz": 1.0} and again.get({**row, "key": "b"}) == {"pitch_hz": 1.0}
+    assert again.get({**row, "text": "other words"}) is None  # the rate depends on the text

@@ -51,8 +51,10 @@ def _lines(path: Path) -> int:
 
 
 def _report(r):
-    print(f"\n{r.describe()}\nreference {r.reference_s:.1f} s, killed {r.killed}× then finished: "
-          f"{r.killed_run_s:.1f} s", file=sys.stderr)
+    in_save = sum(e.startswith("saving@") and ": killed after" in e for e in r.events)
+    print(f"\n{r.describe()}\nKILL-SUMMARY {r.job}: {len(r.moments)} moments, killed {r.killed}× ({in_save} during a "
+          f"save), outputs equal; reference {r.reference_s:.1f} s, killed runs + final {r.killed_run_s:.1f} s",
+          file=sys.stderr)
 
 
 # ---- c2ser train -------------------------------------------------------------------------------------------
