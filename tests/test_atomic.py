@@ -41,7 +41,7 @@ def test_a_torn_last_line_is_dropped_and_a_damaged_middle_line_is_an_error(tmp_p
     f = tmp_path / "p.jsonl"
     f.write_bytes(b'{"key": "a"}\n{"key": "b"}\n{"key": "c", "lab')
     assert read_jsonl(f) == ([{"key": "a"}, {"key": "b"}], True)
-    assert "dropped a torn last line (16 bytes" in capsys.readouterr().err
+    assert "dropped a torn last line (17 bytes" in capsys.readouterr().err
     f.write_bytes(b'{"key": "a"}\n{"ke\n{"key": "c"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:2: not a JSON line"):
         read_jsonl(f)
@@ -187,6 +187,21 @@ def test_full_then_read_only_disk_one_line_nothing_partial_and_a_rerun_completes
     finally:
         small_fs.read_only(False)
     assert rc == 1 and str(out) in line and "Read-only file system" in line, line
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_no_half_folder(tiny_models, small_fs):
+    import torch
+
+    from c2ser.checkpoint import save_checkpoint
+    from c2ser.models.build import build_model
+    from c2ser.testing import tiny_model_config
+
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(tiny_models))
+    small_fs.fill(64 << 10)
+    with pytest.raises(WriteError, match=r"/fs/final: cannot write \(No space left on device\)"):
+        save_checkpoint(model, small_fs.mnt / "final")
+    assert sorted(p.name for p in small_fs.mnt.iterdir()) == ["filler"]
 
 
 def test_cot_labels_measurements_survive_a_torn_line(tmp_path):
