@@ -2,7 +2,7 @@
 
 :func:`atomic_path` yields a temporary name next to the target (``NAME.tmp-PID``) and renames it onto the target
 only when the block finished, so a process killed at any moment leaves either the old file, the new file, or a
-``*.tmp-*`` leftover that nothing reads (:func:`is_temporary`; :func:`remove_leftovers` deletes them).
+``*.tmp-*`` leftover that nothing reads (:func:`remove_leftovers` deletes them).
 ``atomic_write_bytes/text/json`` and :func:`atomic_save_npy` are built on it. A failed write (disk full,
 read-only directory, permission) removes the temporary file and raises :class:`WriteError`: one line naming the
 target and the reason. Guarantee: against the process dying (SIGKILL, OOM kill, Ctrl-C), not against a power
@@ -35,7 +35,7 @@ class WriteError(ValueError):
 def write_error(path: str | Path, e: BaseException) -> WriteError:
     reason = (os.strerror(e.errno) if isinstance(e, OSError) and e.errno in WRITE_ERRNOS else
               filesystem_problem(path) or str(e).splitlines()[0])
-    return WriteError(f"{path}: cannot write ({reason}); nothing partial was kept, rerun when fixed")
+    return WriteError(f"{path}: cannot write ({reason}); no partial output will be used, rerun when fixed")
 
 
 def filesystem_problem(path: str | Path) -> str | None:
@@ -71,10 +71,6 @@ def is_write_failure(e: BaseException, path: str | Path | None = None) -> bool:
 def temporary_name(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def is_temporary(path: str | Path) -> bool:
-    return TMP_MARK in Path(path).name
 
 
 def remove_leftovers(folder: str | Path, pattern: str = "*") -> list[Path]:

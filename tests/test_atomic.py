@@ -30,7 +30,7 @@ def test_a_failed_write_keeps_the_old_file_and_says_which(tmp_path):
         with atomic_path(target) as tmp:
             tmp.write_text('{"n": 2, "hal')  # half written, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
-    assert str(e.value) == (f"{target}: cannot write (No space left on device); nothing partial was kept, "
+    assert str(e.value) == (f"{target}: cannot write (No space left on device); no partial output will be used, "
                             "rerun when fixed")
     assert json.loads(target.read_text()) == {"n": 1} and os.listdir(tmp_path) == ["results.json"]
     atomic_save_npy(tmp_path / "a.npy", np.arange(3, dtype=np.float32))

@@ -47,7 +47,12 @@ class PredictionWriter:
         self.done_keys.add(row["key"])
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()  # after a failed append the rest of that line is still buffered: it fails again
+        except OSError as e:
+            if is_write_failure(e):
+                raise write_error(self.path, e) from None
+            raise
 
     def __enter__(self):
         return self
