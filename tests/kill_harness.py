@@ -164,22 +164,29 @@ def _reached(job: Job, out: Path, m: Moment, run: _Run) -> bool:
     return job.progress(out) >= max(m.at, run.progress0 + 1)  # at least one unit of new work in this run
 
 
-def run_once(server: ForkServer | None, job: Job, out: Path, log: Path, moment: Moment | None = None) -> str:
-    """Start the job; kill it at ``moment`` (None: let it finish). Returns what happened."""
+def run_once(server: ForkServer | None, job: Job, out: Path, log: Path, moment: Moment | None = None,
+             limit_s: float = 300) -> str:
+    """Start the job; kill it at ``moment`` (None: let it finish). Returns what happened; a run still going after
+    ``limit_s`` is killed and fails the test (a hang is a bug too)."""
     run = _Run(server, job, out, log)
-    while moment is not None:
+    while True:
         rc = run.poll()
         if rc is not None:
-            return f"{moment}: ended before it (rc {rc})"
-        if _reached(job, out, moment, run):
+            break
+        if moment is not None and _reached(job, out, moment, run):
             time.sleep(moment.delay)
             t = time.monotonic() - run.t0
             rc = run.kill()
             if rc == -signal.SIGKILL:
                 return f"{moment}: killed after {t:.2f} s"
             return f"{moment}: ended at the kill (rc {rc})"
-        time.sleep(POLL_S)
-    rc = run.wait()
+        if time.monotonic() - run.t0 > limit_s:
+            run.kill()
+            raise AssertionError(f"{job.name} still running after {limit_s:g} s; log {log}:\n"
+                                 f"{log.read_text()[-3000:]}")
+        time.sleep(POLL_S if moment is not None else 0.05)
+    if moment is not None:
+        return f"{moment}: ended before it (rc {rc})"
     if rc != 0:
         raise AssertionError(f"{job.name} failed (rc {rc}); log {log}:\n{log.read_text()[-4000:]}")
     return f"finished in {time.monotonic() - run.t0:.2f} s"
@@ -203,11 +210,14 @@ def kill_test(server: ForkServer | None, job: Job, workdir: Path, kills: int, se
                                                  None, job.saving is not None), reference_s=reference_s)
     t = time.monotonic()
     log = workdir / "killed.log"
-    for m in report.moments:
-        event = run_once(server, job, out, log, m)
-        report.events.append(event)
-        report.killed += ": killed after" in event
-    report.events.append(run_once(server, job, out, log))
+    try:
+        for m in report.moments:
+            event = run_once(server, job, out, log, m)
+            report.events.append(event)
+            report.killed += ": killed after" in event
+        report.events.append(run_once(server, job, out, log))
+    except AssertionError as e:  # the seed and the moments, so that it reproduces
+        raise AssertionError(f"{report.describe()}\n{e}") from None
     report.killed_run_s = time.monotonic() - t
     got = job.outputs(out)
     diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
