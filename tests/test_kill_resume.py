@@ -220,3 +220,15 @@ def test_resume_skips_a_state_truncated_or_missing_any_file(server, tiny_models,
     assert f"skipped {out / 'state-8'}: {big.relative_to(out / 'state-8')} has" in text
     assert f"resumed from {out / 'state-6'}" in text
     assert _train_outputs(out) == _train_outputs(ref) and previous.is_dir()
+    # damage of the right size (the file list cannot see it): loading fails, the previous state is taken
+    shutil.rmtree(out)
+    shutil.copytree(ref, out)
+    shutil.rmtree(out / "final")
+    weights = out / "state-8" / "model.safetensors"
+    weights.write_bytes(b"\xff" * 8 + weights.read_bytes()[8:])  # its header length: garbage
+    (out / "train.yaml").write_text((ref / "train.yaml").read_text().replace(str(ref), str(out)))
+    log.unlink()
+    run_once(server, job, out, log)
+    text = log.read_text()
+    assert f"skipped {out / 'state-8'}: does not load" in text and f"resumed from {out / 'state-6'}" in text
+    assert _train_outputs(out) == _train_outputs(ref)
