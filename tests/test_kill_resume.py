@@ -104,7 +104,7 @@ def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, c
 
 
 @pytest.mark.skipif(not (SOAK or os.environ.get("C2SER_KILL_ZERO2")),
-                    reason="2-process DeepSpeed launches cost ~20 s each: set C2SER_KILL_ZERO2=1 (or a soak)")
+                    reason="each 2-process DeepSpeed launch costs 20-50 s here: set C2SER_KILL_ZERO2=1 (or a soak)")
 def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, tmp_path):
     launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
     r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
