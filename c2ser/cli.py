@@ -46,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"c2ser {name}: error: {msg}", file=sys.stderr)
         return 1
+    except OSError as e:  # a full disk or read-only output where no writer caught it (e.g. creating the folder)
+        from c2ser.atomic import is_write_failure, write_error
+
+        if not is_write_failure(e):
+            raise
+        print(f"c2ser {name}: error: {write_error(e.filename or '?', e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

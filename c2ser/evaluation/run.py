@@ -17,10 +17,10 @@ exactly as one process does, and the other processes return None.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
+from c2ser.atomic import atomic_write_json
 from c2ser.evaluation.inference import decoding_settings, predict_manifest, process_state
 from c2ser.evaluation.predictions import open_predictions
 from c2ser.evaluation.report import score_predictions, write_report
@@ -177,7 +177,7 @@ def evaluate(checkpoint: str, manifest: str, corpus: str, out_dir: str, mode: st
         result["truncated"] = sum(bool(r.get("truncated")) for r in runs[0])
     if len(runs) > 1:
         result["stability"] = stability(runs, corpus)
-        (out / "stability.json").write_text(json.dumps(result["stability"], indent=1))
+        atomic_write_json(out / "stability.json", result["stability"], indent=1)
     title = f"{corpus} · {mode} · {Path(checkpoint).parent.name}" + ("" if cond.clean else f" · {condition}")
     write_report(result, out, title=title, settings=settings)
     return result
