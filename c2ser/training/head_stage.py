@@ -46,7 +46,7 @@ from c2ser.heads.train_head import collate_features, warmup_cosine
 from c2ser.labels import EMOTIONS, corpus_classes
 from c2ser.models.processor import C2SERProcessor, to_device
 from c2ser.training.data import ManifestDataset, collate, identity, read_rows
-from c2ser.training.loop import STATE_FILE, _is_ds, _save_state, _state_dirs, make_accelerator
+from c2ser.training.loop import _is_ds, _resume, _save_state, make_accelerator
 from c2ser.training.sampler import DynamicBatchSampler
 
 NO_CAP = 10 ** 9
@@ -281,13 +281,8 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
               f"{cfg.train_backbone}; parameters: {counts['total']} total, {counts['trainable']} trainable "
               f"(head {counts['head']}, backbone {counts['backbone_trainable']})")
 
-    step, epoch, consumed = 0, 0, 0
-    states = _state_dirs(out)
-    if states:
-        acc.load_state(str(states[-1]), **({"load_module_strict": False} if _is_ds(acc) else {}))
-        st = json.loads((states[-1] / STATE_FILE).read_text())
-        step, epoch, consumed = st["step"], st["epoch"], st["consumed"]
-        acc.print(f"resumed from {states[-1]} (update {step}, epoch {epoch}, batch {consumed})")
+    st = _resume(acc, out)  # the newest complete state (the stages' rule); None: a fresh start
+    step, epoch, consumed = (st["step"], st["epoch"], st["consumed"]) if st else (0, 0, 0)
 
     lr_factor = warmup_cosine(cfg.warmup, total_steps)
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and acc.is_main_process),
