@@ -16,7 +16,7 @@ from kill_harness import REPO, ForkServer, Job, kill_test
 
 SEED = int(os.environ.get("C2SER_KILL_SEED", "0"))
 SOAK = int(os.environ.get("C2SER_KILL_SOAK", "0"))
-CI_KILLS = {"train": 10, "train_zero2": 1, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
+CI_KILLS = {"train": 10, "train_zero2": 1, "head": 10, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
 
 
 def kills(name: str) -> int:
@@ -109,6 +109,35 @@ def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, 
     launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
     r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
     _report(r)
+
+
+# ---- c2ser train-head ------------------------------------------------------------------------------------
+def _head_outputs(out: Path) -> dict[str, bytes]:
+    final = out / "final" / "head" / "head.safetensors"
+    if not final.is_file():
+        return {}
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    return {"head": final.read_bytes(), "log": json.dumps([(r["step"], r["loss"], r["lr"]) for r in log]).encode(),
+            "leftovers": str(sorted(p.name for p in out.glob("*.tmp*"))).encode()}
+
+
+def test_head_stage_killed_anywhere_ends_with_the_same_head(server, checkpoint, corpus, tmp_path):
+    """``c2ser train-head`` (Gen-SER, EMA on, a state every 2 updates) killed at seeded moments, saves included."""
+    from omegaconf import OmegaConf
+
+    over = {"backbone": checkpoint, "train_manifest": corpus["train"], "feature_dir": corpus["features"],
+            "corpus": "synthetic", "conditioning": "adapter", "kind": "gen_ser", "epochs": 6, "batch_size": 3,
+            "lr": 2e-3, "warmup": 2, "ema": 0.9, "save_every": 2, "keep_states": 2,
+            "gen_ser": {"code_dim": 16, "d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "token_dim": 8}}
+
+    def prepare(out: Path) -> None:
+        OmegaConf.save(OmegaConf.create({**over, "output_dir": str(out)}), out / "head.yaml")
+
+    job = Job("c2ser train-head", lambda out: ["train-head", "--config", str(out / "head.yaml")], _head_outputs,
+              progress=lambda out: _lines(out / "log.jsonl"), saving="state-*.tmp-save", prepare=prepare)
+    r = kill_test(server, job, tmp_path, kills("head"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("head"), 3)
 
 
 # ---- c2ser eval ----------------------------------------------------------------------------------------------

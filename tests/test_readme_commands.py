@@ -122,10 +122,12 @@ def tiny_command(cmd: str, exp: Path, tmp: Path, n: int) -> tuple[str, list[str]
 
 
 _EVAL = ["exp→rehearsal", "ckpt→tiny random models"]
+_HEAD_LAUNCH = "accelerate launch --config_file recipes/accelerate/ds_zero2.yaml --num_processes 8 -m c2ser.cli train-head"
 # command prefix → the rewrites it must get (the longest matching prefix counts)
 EXPECTED = {
     "c2ser train ": ["exp→rehearsal", "train: tiny overlay, max_steps=2"],
     "accelerate launch": ["exp→rehearsal", "8→2 processes", "train: tiny overlay, max_steps=2"],
+    _HEAD_LAUNCH: ["exp→rehearsal", "8→2 processes", "train-head: tiny overlay, epochs=1"],
     "python data_prep/emo_emilia.py": ["raw corpora→fake corpora", "data/→tmp"],
     "python data_prep/meld.py": ["raw corpora→fake corpora", "data/→tmp"],
     "python data_prep/casia.py": ["raw corpora→fake corpora", "data/→tmp"],
@@ -142,6 +144,8 @@ EXPECTED = {
                                                   "audio→rehearsal clip", "official: tiny widths"],
     "c2ser chat": [*_EVAL, "audio→rehearsal clip"],
     "c2ser web": _EVAL,
+    "c2ser plan": [],
+    "python eval/robustness.py": _EVAL,  # loads nothing (meta device): runs at the recipe's full size as written
 }
 
 
@@ -308,11 +312,40 @@ def check_chat(cmd, out, ctx):
     assert "loaded " in out and out.count("c2ser> ") == 2, out[-2000:]  # the clip, then two answered questions
 
 
-CHECKS = {"c2ser train ": check_train, "accelerate launch": check_train, "python data_prep/fake_corpora.py":
+def check_plan(cmd, out, ctx):
+    """The figures the README quotes for this command are the ones it prints."""
+    readme = (REPO / "README.md").read_text()
+    trained, total = re.search(r"prints ([\d.]+) M trained of ([\d.]+) G parameters", readme).groups()
+    in_all = re.search(r"([\d.]+) GiB in all", readme).group(1)
+    counts = re.search(r"([\d,]+) total, ([\d,]+) trained", out).groups()
+    assert f"{int(counts[1].replace(',', '')) / 1e6:.1f}" == trained, (counts, trained)
+    assert f"{int(counts[0].replace(',', '')) / 1e9:.2f}" == total, (counts, total)
+    assert re.search(rf"^total\s+{re.escape(in_all)}\s+fits", out, flags=re.M), out[-1500:]
+
+
+def check_robustness(cmd, out, ctx):
+    """Every system × condition has its own scored run, and the summary table carries that run's numbers."""
+    import csv
+
+    root, manifest = Path(_arg(cmd, "--out")[0]), _arg(cmd, "--manifest")[0]
+    systems, conditions = _values(cmd, "--checkpoint"), _values(cmd, "--conditions")
+    rows = list(csv.DictReader(open(root / "robustness.csv")))
+    assert [(r["checkpoint"], r["condition"]) for r in rows] == [(s, c) for s in systems for c in conditions], rows
+    for r in rows:
+        folder = root / re.sub(r"[^A-Za-z0-9.+-]+", "_", r["system"]).strip("_") / re.sub(r"[^A-Za-z0-9.+-]+", "_",
+                                                                                         r["condition"])
+        result = json.loads((folder / "results.json").read_text())
+        assert result["condition"] == r["condition"] and result["n"] == len(jsonl(manifest)) == int(r["n"])
+        assert float(r["UA"]) == result["UA"], (r, result["UA"])
+    assert (root / "robustness.png").stat().st_size > 0 and (root / "robustness.md").is_file()
+
+
+CHECKS = {"c2ser train ": check_train, "accelerate launch": check_train, _HEAD_LAUNCH: check_head, "python data_prep/fake_corpora.py":
           check_fake_corpora, "python data_prep/cot_labels.py": check_cot, "python data_prep/": check_prepare,
           "c2ser validate-manifest": check_validate, "c2ser extract-features": check_features,
           "c2ser eval": check_eval, "c2ser score": check_score, "c2ser results": check_results,
-          "c2ser train-head": check_head, "c2ser predict": check_predict, "c2ser chat": check_chat}
+          "c2ser train-head": check_head, "c2ser predict": check_predict, "c2ser chat": check_chat,
+          "c2ser plan": check_plan, "python eval/robustness.py": check_robustness}
 
 
 def _check_for(cmd: str):
