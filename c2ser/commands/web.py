@@ -1,4 +1,7 @@
-"""``c2ser web``: the local gradio demo (binds to 127.0.0.1 unless --host says otherwise; SIGTERM closes it)."""
+"""``c2ser web``: the local gradio demo (binds to 127.0.0.1 unless --host says otherwise; SIGTERM closes it).
+
+Load limits (--concurrency, --max-queue, --upload-ttl-s, --max-sessions, --session-ttl-s): see
+:class:`c2ser.inference.web.ServeLimits`."""
 from __future__ import annotations
 
 import signal
@@ -6,12 +9,24 @@ import threading
 from pathlib import Path
 
 from c2ser.commands._model_args import add_model_arguments, load_from_args
+from c2ser.inference.web import ServeLimits
 
 
 def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes the demo)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="the server refuses larger uploads")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="the server refuses larger uploads (HTTP 413)")
+    d = ServeLimits()
+    p.add_argument("--concurrency", type=int, default=d.concurrency,
+                   help="analyses / chat turns run at once; the others wait in the queue")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help="requests that may wait; one more is refused at once with 'Queue is full'")
+    p.add_argument("--upload-ttl-s", type=int, default=d.upload_ttl_s,
+                   help="uploaded files are deleted this many seconds after upload")
+    p.add_argument("--max-sessions", type=int, default=d.max_sessions,
+                   help="browser sessions whose chat is kept in memory (the oldest is dropped first)")
+    p.add_argument("--session-ttl-s", type=int, default=d.session_ttl_s,
+                   help="a session's chat is dropped this many seconds after its last use")
     add_model_arguments(p)
 
 
@@ -29,9 +44,10 @@ def run(args) -> int:
 
     if not args.max_upload_mb > 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    limits = ServeLimits(args.concurrency, args.max_queue, args.upload_ttl_s, args.max_sessions, args.session_ttl_s)
     model, proc = load_from_args(args)
     head = Path(args.checkpoint) / "head"
     backend = DemoBackend(model, proc, head if head.is_dir() else None, args.ssl_features, args.max_upload_mb,
                           args.max_new_tokens)
-    launch(backend, args.host, args.port, stop=stop_on_signals())
+    launch(backend, args.host, args.port, stop=stop_on_signals(), limits=limits)
     return 0
