@@ -12,10 +12,11 @@ refused at once with gradio's "Queue is full" message (HTTP 503 on ``queue/join`
 Memory stays bounded: each browser session has its own chat (a ``gr.State``, so one user's question is never
 answered about another user's clip) and at most ``max_sessions`` sessions are kept, each for at most
 ``session_ttl_s`` seconds; uploaded files are deleted ``upload_ttl_s`` seconds after upload (gradio's
-``delete_cache`` sweep, every ``upload_ttl_s`` seconds); nothing else is kept per request.
+``delete_cache`` sweep, every tenth of that); nothing else is kept per request.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -34,9 +35,14 @@ class ServeLimits:
 
     concurrency: int = 1       # analyses / chat turns running at once (gradio's default_concurrency_limit)
     max_queue: int = 64        # requests waiting beyond those; one more gets "Queue is full" at once
-    upload_ttl_s: int = 600    # uploaded files are deleted this long after upload (swept this often)
+    upload_ttl_s: int = 600    # uploaded files are deleted this long after upload
     max_sessions: int = 200    # browser sessions whose chat is kept (the oldest is dropped first)
     session_ttl_s: int = 3600  # a session's chat is dropped this long after its last change
+
+    @property
+    def upload_sweep_s(self) -> int:
+        """How often old uploads are looked for: a tenth of their lifetime (1 s to 60 s), so none lives past 1.1 TTL."""
+        return max(1, min(60, self.upload_ttl_s // 10))
 
     def __post_init__(self):
         for name in ("concurrency", "max_queue", "upload_ttl_s", "max_sessions", "session_ttl_s"):
@@ -96,8 +102,9 @@ def build_demo(backend: DemoBackend, limits: ServeLimits | None = None):
         chat = backend.new_chat()
         try:
             emotion, scores, reasoning = backend.analyze(path, chat)
-        except (ValueError, FileNotFoundError, OSError) as e:
-            return f"Error: {str(e).splitlines()[0]}", None, "", [], None
+        except (ValueError, FileNotFoundError, OSError) as e:  # one line naming the upload, not the server's copy
+            message = str(e).splitlines()[0].replace(str(Path(path).parent) + os.sep, "") if path else str(e)
+            return f"Error: {message}", None, "", [], None
         return f"Emotion: {emotion}", scores, reasoning, [], chat
 
     def ask(question, history, chat):
@@ -112,7 +119,7 @@ def build_demo(backend: DemoBackend, limits: ServeLimits | None = None):
         return "", history, chat
 
     with gr.Blocks(title="C2SER demo", analytics_enabled=False,
-                   delete_cache=(limits.upload_ttl_s, limits.upload_ttl_s)) as demo:
+                   delete_cache=(limits.upload_sweep_s, limits.upload_ttl_s)) as demo:
         chat_state = gr.State(None, time_to_live=limits.session_ttl_s)
         gr.Markdown("# C2SER: speech emotion with reasoning")
         audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip")
