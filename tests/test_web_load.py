@@ -21,11 +21,12 @@ gradio_client = pytest.importorskip("gradio_client")
 CLIENTS, UPLOADS = (int(x) for x in os.environ.get("C2SER_WEB_LOAD", "4x3").split("x"))
 MAX_UPLOAD = 2**20          # the server's --max-upload-mb 1
 UPLOAD_TTL_S = 6            # --upload-ttl-s: long enough for a queued upload to be analysed on a loaded machine
-# Peak RSS of the server over its RSS once up, before any request. What a request may add: the model's activations
-# (tiny: well under 10 MB per analysis, --concurrency 2 at once), the upload bodies in flight (at most one per client:
-# CLIENTS x 1 MB) and gradio's per-event/session bookkeeping (kilobytes each). 200 MB is ample for all that; a
-# per-request leak of the uploads or the clips' audio (>= 1 MB each) over 16x5 requests, or a copy of the model
-# (hundreds of MB with torch's first-use allocations), would cross it.
+# Peak RSS of the server over its RSS once up, before any request. What serving adds: torch's and gradio's first-use
+# allocations and worker-thread stacks (glibc arenas capped at 2 by c2ser web), the model's activations (tiny: well
+# under 10 MB per analysis, --concurrency 2 at once), the upload bodies in flight (at most one per client: CLIENTS x
+# 1 MB) and gradio's per-event/session bookkeeping (kilobytes each). Measured: +90 MB at 4x3, +140-170 MB at 16x5,
+# levelling off over repeated 16x5 rounds (bench/web_load.py --json). So 200 MB: at 16x5 a leak of the uploads or the
+# clips' audio (>= 1 MB a request) crosses it; at the CI count (12 requests) only a leak of ~9 MB a request would.
 RSS_BOUND_MB = 200
 
 
@@ -176,3 +177,12 @@ def test_full_queue_refuses_at_once():
     assert len(results) == 4 and full and done, results
     assert all("Queue is full" in m and s < 5 for m, s in full), full
     assert all(m == "Emotion: neutral" for m, _ in done), done
+
+
+@pytest.mark.parametrize("flag", ["--concurrency", "--max-queue", "--upload-ttl-s", "--max-sessions", "--session-ttl-s"])
+def test_limits_must_be_positive_whole_numbers(flag, capsys):
+    from c2ser.cli import main
+
+    assert main(["web", "--checkpoint", "unused", flag, "0"]) == 1  # refused before any model is loaded
+    name = flag[2:].replace("-", "_")
+    assert f"c2ser web: error: {name} must be a whole number >= 1, got 0" in capsys.readouterr().err

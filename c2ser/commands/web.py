@@ -9,10 +9,34 @@ import threading
 from pathlib import Path
 
 from c2ser.commands._model_args import add_model_arguments, load_from_args
-from c2ser.inference.web import ServeLimits
+
+
+def limit_malloc_arenas(n: int = 2) -> bool:
+    """Cap glibc's malloc arenas (``M_ARENA_MAX``) for this process, unless ``MALLOC_ARENA_MAX`` is set already.
+
+    Without a cap every server worker thread may get its own arena (up to 8 per core) and the memory freed in it stays
+    mapped: under repeated 16 x 5 load rounds the server's RSS crept up by ~25-40 MB a round (80 requests); with 2
+    arenas it levelled off after 3 rounds (docs/benchmarks.md, web load). glibc fixes the limit when a thread first
+    needs an arena of its own, so this runs when ``c2ser web`` is imported, before torch or gradio start threads (the
+    CLI imports nothing heavy before it). False where libc has no ``mallopt``."""
+    import ctypes
+    import ctypes.util
+    import os
+
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, n))  # -8 = M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
+LIMITED_ARENAS = limit_malloc_arenas()
 
 
 def add_arguments(p) -> None:
+    from c2ser.inference.web import ServeLimits
+
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes the demo)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="the server refuses larger uploads (HTTP 413)")
@@ -39,28 +63,8 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def limit_malloc_arenas(n: int = 2) -> bool:
-    """Cap glibc's malloc arenas (``M_ARENA_MAX``) for this process, unless ``MALLOC_ARENA_MAX`` is set already.
-
-    Without a cap every server worker thread may get its own arena (up to 8 per core) and the memory freed in it stays
-    mapped: under repeated 16 x 5 load rounds the server's RSS crept up by ~25-40 MB a round (80 requests); with 2
-    arenas it levelled off after 3 rounds (see docs/benchmarks.md, web load). False where libc has no ``mallopt``."""
-    import ctypes
-    import ctypes.util
-    import os
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, n))  # -8 = M_ARENA_MAX
-    except (OSError, AttributeError):
-        return False
-
-
 def run(args) -> int:
-    from c2ser.inference.web import DemoBackend, launch
-
-    limit_malloc_arenas()
+    from c2ser.inference.web import DemoBackend, ServeLimits, launch
 
     if not args.max_upload_mb > 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
