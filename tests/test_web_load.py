@@ -24,7 +24,7 @@ UPLOAD_TTL_S = 6            # --upload-ttl-s: long enough for a queued upload to
 # Peak RSS of the server over its RSS once up, before any request. What serving adds: torch's and gradio's first-use
 # allocations and worker-thread stacks (glibc arenas capped at 2 by c2ser web), the model's activations (tiny: well
 # under 10 MB per analysis, --concurrency 2 at once), the upload bodies in flight (at most one per client: CLIENTS x
-# 1 MB) and gradio's per-event/session bookkeeping (kilobytes each). Measured: +90 MB at 4x3, +140-170 MB at 16x5,
+# 1 MB) and gradio's per-event/session bookkeeping (kilobytes each). Measured: +90-110 MB at 4x3, +110-170 MB at 16x5,
 # levelling off over repeated 16x5 rounds (bench/web_load.py --json). So 200 MB: at 16x5 a leak of the uploads or the
 # clips' audio (>= 1 MB a request) crosses it; at the CI count (12 requests) only a leak of ~9 MB a request would.
 RSS_BOUND_MB = 200

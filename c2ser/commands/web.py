@@ -15,8 +15,8 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     """Cap glibc's malloc arenas (``M_ARENA_MAX``) for this process, unless ``MALLOC_ARENA_MAX`` is set already.
 
     Without a cap every server worker thread may get its own arena (up to 8 per core) and the memory freed in it stays
-    mapped: under repeated 16 x 5 load rounds the server's RSS crept up by ~25-40 MB a round (80 requests); with 2
-    arenas it levelled off after 3 rounds (docs/benchmarks.md, web load). glibc fixes the limit when a thread first
+    mapped: under repeated 16 x 5 load rounds the server's peak RSS climbed for 4 rounds to ~130 MiB above the capped
+    server's, which levelled off after 2-3 (docs/benchmarks.md, web load). glibc fixes the limit when a thread first
     needs an arena of its own, so this runs when ``c2ser web`` is imported, before torch or gradio start threads (the
     CLI imports nothing heavy before it). False where libc has no ``mallopt``."""
     import ctypes
