@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from c2ser.commands._model_args import add_model_arguments, load_from_args
+from c2ser.commands._model_args import add_model_arguments, load_from_args, max_new_tokens
 
 
 def limit_malloc_arenas(n: int = 2) -> bool:
@@ -72,6 +72,6 @@ def run(args) -> int:
     model, proc = load_from_args(args)
     head = Path(args.checkpoint) / "head"
     backend = DemoBackend(model, proc, head if head.is_dir() else None, args.ssl_features, args.max_upload_mb,
-                          args.max_new_tokens)
+                          max_new_tokens(args, "explicit"))  # the page answers in explicit CoT
     launch(backend, args.host, args.port, stop=stop_on_signals(), limits=limits)
     return 0
