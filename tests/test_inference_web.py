@@ -179,7 +179,7 @@ def test_sigterm_during_gradio_start_up_closes_cleanly(monkeypatch):
         def close(self):
             calls.append("closed")
 
-    monkeypatch.setattr(web, "build_demo", lambda backend: StartingDemo())
+    monkeypatch.setattr(web, "build_demo", lambda backend, limits=None: StartingDemo())
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         stop = stop_on_signals()
