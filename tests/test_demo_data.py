@@ -108,14 +108,15 @@ def test_aggregate_reports_mean_and_sample_std_per_system(tmp_path):
         d = tmp_path / f"seed{s}"
         _results(d / "eval" / "stage2-implicit", ua)
         _results(d / "eval_valid" / "stage2-implicit", ua - 0.02)
+        _results(d / "eval_valid2" / "stage2-implicit", ua - 0.04)
         _results(d / "eval" / "stage1-explicit", 0.8, {"pitch": 0.9, "volume": 0.8, "pace": 0.7})
         (d / "cpu_times.txt").write_text("1m30.500s 0m9.500s\n")
         (d / "wall.json").write_text(json.dumps({"wall_s": 100, "stages": "0-12"}))
     text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1", "2"]))
     row = next(line for line in text.splitlines() if line.startswith("| stage 2, implicit answer"))
-    assert "| 92.0 ± 2.0 |" in row and "| 90.0 ± 2.0 |" in row  # test, then valid (sample std of 90, 92, 94)
+    assert "| 3 | 90.0 ± 2.0 | 88.0 ± 2.0 | 92.0 ± 2.0 | 240 |" in row  # valid, valid2, test (sample std of 90, 92, 94)
     s1 = next(line for line in text.splitlines() if line.startswith("| stage 1, explicit CoT answer"))
-    assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| – |" in s1  # style; no valid run
+    assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| 3 | – | – | 80.0 ± 0.0 |" in s1  # no valid runs
     assert "| 0 | – | – | – | 100 | 100 | 0-12 |" in text  # 90.5 + 9.5 CPU seconds
     assert "Chat" not in text  # no chat_consistency.json: no chat line
 
@@ -125,10 +126,15 @@ def test_aggregate_reports_chat_consistency_over_seeds(tmp_path):
         d = tmp_path / f"seed{s}"
         _results(d / "eval" / "stage2-implicit", 0.9)
         rates = {"n": 80, "same_label": same, "follow_up_same_label": 0.5, "same_language": 1.0}
-        (d / "chat_consistency.json").write_text(json.dumps({"overall": rates, "en": rates, "records": []}))
+        zh_clips = {"n": 40, "same_label": same - 0.1, "follow_up_same_label": 0.25, "same_language": 0.5}
+        (d / "chat_consistency.json").write_text(json.dumps({"overall": rates, "en": rates, "audio_zh": zh_clips,
+                                                             "records": []}))
     text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1"]))
     assert "80 conversations per seed" in text and "over 2 seeds" in text
-    assert "| 80.0 ± 7.1 | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text  # sample std of 75, 85
+    assert "| all | 80 | 80.0 ± 7.1 | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text  # sample std of 75, 85
+    assert "| English questions | 80 | 80.0 ± 7.1 |" in text
+    assert "| Chinese clips | 40 | 70.0 ± 7.1 | 25.0 ± 0.0 | 50.0 ± 0.0 |" in text
+    assert "Chinese questions" not in text  # not in the files: no row
 
 
 def test_aggregate_names_a_missing_seed(tmp_path):
