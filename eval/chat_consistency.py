@@ -10,9 +10,9 @@ predict`` runs: the implicit prompt, greedy) gives the reference label. Then, pe
 :class:`ChatSession` asks a question and a follow-up asking for the reasoning, both worded unlike every training
 prompt of c2ser/prompts.py (``QUESTIONS``, ``FOLLOW_UPS``; tests/test_demo_chat.py checks it). Reported overall, per
 question language (``en``, ``zh``) and per clip language (``audio_en``, ``audio_zh``): the rate at which the first
-answer's parsed label equals predict's (``same_label``), the rate at which the follow-up's label does too
-(``follow_up_same_label``), and the rate at which the answer is in the question's language (``same_language``: Chinese
-characters outside quotes iff the question is Chinese). Prints a table; ``--out`` writes JSON with every answer.
+answer's parsed label equals predict's (``same_label``; an unparsed answer never counts), the rate at which the
+follow-up's label does too (``follow_up_same_label``), and the rate at which the answer is in the question's language
+(``same_language``: Chinese characters outside quotes iff the question is Chinese). Prints a table; ``--out`` writes JSON with every answer.
 """
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ def rates(records: list[dict]) -> dict:
     n = len(records)
     if not n:
         return {"n": 0}
-    return {"n": n, "same_label": sum(r["label"] == r["predict"] for r in records) / n,
-            "follow_up_same_label": sum(r["follow_up_label"] == r["predict"] for r in records) / n,
+    # an unparsed answer (label None) agrees with nothing, not even an unparsed predict
+    return {"n": n, "same_label": sum(r["label"] is not None and r["label"] == r["predict"] for r in records) / n,
+            "follow_up_same_label": sum(r["follow_up_label"] is not None and r["follow_up_label"] == r["predict"]
+                                        for r in records) / n,
             "same_language": sum(answer_language(r["answer"]) == r["language"] for r in records) / n}
 
 

@@ -104,3 +104,10 @@ def test_chat_clips_are_balanced_over_languages_and_emotions():
     odd = cc.balanced_rows(rows, 10)  # 10 over 8 cells: the first two cells (sorted) get one more
     assert len(odd) == 10 and sum(r["language"] == "zh" for r in odd) == 4
     assert cc.balanced_rows(rows[:3], 40) == rows[:3]
+
+
+def test_chat_rates_count_an_unparsed_answer_as_disagreement():
+    cc = _chat_consistency()
+    records = [{"label": None, "predict": None, "follow_up_label": None, "answer": "度度", "language": "en"},
+               {"label": "sad", "predict": "sad", "follow_up_label": "happy", "answer": "It is sad.", "language": "en"}]
+    assert cc.rates(records) == {"n": 2, "same_label": 0.5, "follow_up_same_label": 0.0, "same_language": 0.5}

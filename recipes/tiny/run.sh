@@ -9,7 +9,7 @@
 # recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,40,60
 # = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
 # run's); the seeds share the first seed's data, models and features (the seed changes the training runs only).
-# Stages 0–10 are the recipe's; the demo adds:
+# Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's stage 12); the demo adds:
 #   after 1   valid, valid2 and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
 #   11        scripted EN/ZH chat questions on test clips balanced over languages and emotions vs `c2ser predict`
@@ -78,7 +78,7 @@ run_seed() {  # run_seed SEED FIRST_SEED
     python eval/select_gen_ser_steps.py --checkpoint "$e/head_gen_ser/final" --manifest "$d/valid.cot.jsonl" \
       --corpus synthetic --feature-dir "$e/features" --steps 1,2,4,8 --write
   fi
-  recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 10)"
+  recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 9)"
   if in_range 11; then
     echo "== stage 11 (demo): scripted chat questions vs c2ser predict ($chat_clips test clips)"
     python eval/chat_consistency.py --checkpoint "$e/stage2/final" --manifest "$d/test.cot.jsonl" \
