@@ -17,7 +17,7 @@ def main():
     ap.add_argument("--emotions", default=",".join(EMOTIONS))
     ap.add_argument("--per-class", type=int, default=80, help="training clips per emotion")
     ap.add_argument("--valid-per-class", type=int, default=40, help="valid clips per emotion (held-out voices)")
-    ap.add_argument("--valid2-per-class", type=int, default=40,
+    ap.add_argument("--valid2-per-class", type=int, default=30,
                     help="second validation split's clips per emotion (the demo's former test voices and sentences)")
     ap.add_argument("--test-per-class", type=int, default=60, help="test clips per emotion (held-out voices)")
     ap.add_argument("--langs", default="en,zh")

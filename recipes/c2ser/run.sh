@@ -35,7 +35,7 @@ head_overlay=                          # extra head-stage configs merged last, c
 per_class=8                            # tiny: clips per emotion of each fake corpus
 cot_group_by=                          # chain-of-thought bins per value of this field (e.g. speaker)
 synthetic_emotions=neutral,happy,sad,angry   # the synthetic corpus (the CPU demo's)
-synthetic_held_out=40,40,60            # its valid, valid2, test clips per emotion
+synthetic_held_out=40,30,60            # its valid, valid2, test clips per emotion
 seed=777
 . recipes/parse_options.sh
 

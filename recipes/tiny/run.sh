@@ -6,7 +6,7 @@
 #   bash recipes/tiny/run.sh [--seeds 0 (default; 0,1,2 for the README's table)] [--stage 0] [--stop_stage 12]
 #                            [--exp exp/tiny] [--per_class 250] [--chat_clips 40] [--overlay F] [--head_overlay F]
 # (--seed S = --seeds S; --overlay / --head_overlay files are merged after the demo's own, e.g. the CI's
-# recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,40,60
+# recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,30,60
 # = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
 # run's); the seeds share the first seed's data, models and features (the seed changes the training runs only).
 # Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's stage 12); the demo adds:
@@ -40,8 +40,8 @@ while [ $# -gt 0 ]; do
 done
 
 export HF_HUB_OFFLINE=1 DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false
-# one thread per process: the tiny model's 64-wide matrices gain little from a second thread (a stage-1 epoch took
-# 11 % less wall time with 2 threads but 55 % more CPU time)
+# one thread per process: the tiny model's 64-wide matrices gain little wall time from a second thread, for much more
+# CPU time (a one-off profile of a stage-1 epoch, docs/demo.md "Time")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 corpus_dir() { echo "$1/data/synthetic"; }
 recipe() {  # recipe SEED_EXP SEED FROM TO
