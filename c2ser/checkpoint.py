@@ -69,7 +69,23 @@ def trained_state(model: C2SERModel, state_dict: dict | None = None) -> dict[str
 
 def save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | None = None,
                     extra_config: dict | None = None) -> Path:
-    """Write the checkpoint into ``path`` atomically (a temporary directory renamed into place)."""
+    """Write the checkpoint into ``path`` atomically (a temporary directory renamed into place); a full disk or
+    read-only folder is one :class:`c2ser.atomic.WriteError` line naming ``path`` (the temporary folder removed)."""
+    from c2ser.atomic import is_write_failure, write_error
+
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    try:
+        return _save_checkpoint(model, path, state_dict, extra_config)
+    except Exception as e:
+        if not is_write_failure(e, tmp):
+            raise
+        err = write_error(path, e)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise err from None
+
+
+def _save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | None = None,
+                     extra_config: dict | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-head": ("c2ser.commands.train_head", "train a Gen-SER (or CE baseline) output head on a frozen backbone"),
     "score": ("c2ser.commands.score", "score an existing predictions file"),
     "train": ("c2ser.commands.train", "train one stage (explicit CoT, self-distillation, implicit) under accelerate"),
+    "plan": ("c2ser.commands.plan", "per-GPU training memory of a config (meta-device model) and whether it fits"),
     "predict": ("c2ser.commands.predict", "emotion of audio files (implicit, explicit or gen-ser)"),
     "chat": ("c2ser.commands.chat", "interactive multi-turn chat about a clip"),
     "web": ("c2ser.commands.web", "local gradio web demo (127.0.0.1)"),
@@ -44,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:  # user errors: one clear line, no traceback
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"c2ser {name}: error: {msg}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk or read-only output where no writer caught it (e.g. creating the folder)
+        from c2ser.atomic import is_write_failure, write_error
+
+        if not is_write_failure(e):
+            raise
+        print(f"c2ser {name}: error: {write_error(e.filename or '?', e)}", file=sys.stderr)
         return 1
 
 

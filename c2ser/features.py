@@ -1,7 +1,7 @@
 """Cached Emotion2Vec-S utterance features for a manifest: one ``<out_dir>/<key>.npy`` per clip.
 
-Each file is written to a temporary name and renamed (a killed run never leaves a half file); clips whose file
-exists are skipped (resume); rows without key/audio, unreadable or too-short clips (and the duplicate keys the
+Each file is written to a temporary name and renamed (``c2ser.atomic``: a killed run never leaves a half
+``.npy``, and its temporary leftovers are deleted on the next start); clips whose file exists are skipped (resume); rows without key/audio, unreadable or too-short clips (and the duplicate keys the
 caller passes in ``earlier_rejects``) go to ``<out_dir>/rejects.jsonl`` with the reason, one stderr line each.
 With ``batch_size=1`` (the default) the cached vectors are exactly what the model computes online (it also
 encodes one clip at a time). With ``batch_size=N`` the clips are sorted by length (manifest ``duration``) and
@@ -12,13 +12,13 @@ rounding (~1e-5); each clip's file is written under its own key, whatever the ba
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from c2ser.atomic import atomic_save_npy, remove_leftovers
 from c2ser.audio import AudioError, load_audio
 from c2ser.data.manifest import Rejects
 from c2ser.safe_io import load_features_npy
@@ -64,6 +64,7 @@ def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str =
     """Write features for every row; returns counts {written, skipped, rejected}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out, "*.npy")  # half-written files of a killed run: never read, redone below
     rejects = Rejects(out / "rejects.jsonl")
     rejects.items = list(earlier_rejects)
     usable = []
@@ -96,9 +97,7 @@ def extract_features(rows: list[dict], encoder, out_dir: str | Path, mode: str =
             continue
         feats = encoder.utterance_features(wavs, mode=mode).cpu().numpy().astype(np.float32)
         for r, f in zip(chunk, feats):
-            tmp = feature_path(out, r["key"]).with_suffix(".tmp.npy")
-            np.save(tmp, f)
-            os.replace(tmp, feature_path(out, r["key"]))
+            atomic_save_npy(feature_path(out, r["key"]), f)
             written += 1
     rejects.write()
     summary = {"written": written, "skipped": len(usable) - len(todo), "rejected": len(rejects.items)}

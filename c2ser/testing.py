@@ -5,6 +5,9 @@
 - :func:`build_tiny_llm` writes a Hugging Face Qwen2 causal-LM directory (``config.json``, safetensors weights)
   with a byte-level BPE tokenizer trained with ``tokenizers`` using exactly Qwen2's normaliser and
   pre-tokenizer pipeline (so ``AutoTokenizer`` reloads it identically), Qwen's special tokens and a chat template.
+  With ``pretrain_steps`` it is first pre-trained briefly (:func:`pretrain_tiny_llm`, next-token prediction on the
+  tokenizer's texts and the recipe's prompt → answer pairs), so that a run with the LLM frozen and LoRA on, as the
+  full recipe trains, adapts a language model instead of noise.
 
 Used by the tests, the tiny demo recipe and the benchmarks' ``tiny`` size.
 """
@@ -98,10 +101,58 @@ def train_tiny_tokenizer(texts: list[str], vocab_size: int = 1200):
     return tok
 
 
+def pretrain_tiny_llm(llm, tokenizer, examples: list, steps: int, seed: int = 0, lr: float = 3e-3,
+                      batch_size: int = 16) -> list[float]:
+    """Next-token prediction on ``examples``, in place, fp32, seeded; returns the losses. An example is a text, or
+    a (prompt, answer) pair whose parts are tokenized separately, as the C2SER model's prompt and target are; each
+    ends with the eos token. A few hundred steps teach the tiny LLM the answers' words and templates: a stand-in
+    for a real LLM's pre-training, which LoRA then adapts to speech."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    eos = tokenizer.eos_token_id
+    seqs = []
+    for ex in dict.fromkeys(examples):
+        parts = [ex] if isinstance(ex, str) else list(ex)
+        ids = [i for part in parts for i in tokenizer(part, add_special_tokens=False)["input_ids"]]
+        seqs.append(torch.tensor(ids + [eos]))
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(llm.parameters(), lr=lr, weight_decay=0.0)
+    llm.train()
+    losses = []
+    for step in range(steps):
+        rows = [seqs[i] for i in torch.randint(len(seqs), (batch_size,), generator=g).tolist()]
+        ids = pad_sequence(rows, batch_first=True, padding_value=eos)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+        loss = llm(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for group in opt.param_groups:  # linear decay to 0: the weights do not end on one noisy update
+            group["lr"] = lr * (1 - (step + 1) / steps)
+        losses.append(loss.item())
+    llm.eval()
+    return losses
+
+
+def prompt_answer_pairs(rows: list[dict]) -> list[tuple[str, str]]:
+    """(task prompt, target) of every manifest row, for both answer modes: the tiny LLM's pre-training corpus."""
+    from c2ser.prompts import EXPLICIT_PROMPT, IMPLICIT_PROMPT
+
+    pairs = []
+    for r in rows:
+        for prompt, field in ((EXPLICIT_PROMPT, "explicit_target"), (IMPLICIT_PROMPT, "implicit_target")):
+            if r.get(field):
+                pairs.append((prompt, r[field]))
+    return pairs
+
+
 def build_tiny_llm(path: str | Path, seed: int = 0, texts: list[str] | None = None, vocab_size: int = 1200,
                    hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, num_kv_heads: int = 2,
-                   intermediate_size: int = 128) -> Path:
-    """Save a random Qwen2ForCausalLM + tokenizer directory loadable with ``from_pretrained(path)``."""
+                   intermediate_size: int = 128, pretrain_steps: int = 0,
+                   pretrain_pairs: list[tuple[str, str]] | None = None) -> Path:
+    """Save a Qwen2ForCausalLM + tokenizer directory loadable with ``from_pretrained(path)``: random weights, or
+    pre-trained for ``pretrain_steps`` (:func:`pretrain_tiny_llm`) on the tokenizer's texts and the (prompt,
+    answer) ``pretrain_pairs``."""
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     path = Path(path)
@@ -117,20 +168,27 @@ def build_tiny_llm(path: str | Path, seed: int = 0, texts: list[str] | None = No
                       max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos,
                       pad_token_id=eos)
     _seed(seed)
-    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    llm = Qwen2ForCausalLM(cfg)
+    if pretrain_steps:
+        examples = (texts or []) + default_tokenizer_corpus() + list(pretrain_pairs or [])
+        pretrain_tiny_llm(llm, tok, examples, pretrain_steps, seed=seed)
+    llm.save_pretrained(path)
     return path
 
 
 def build_tiny_models(root: str | Path, seed: int = 0, texts: list[str] | None = None,
-                      emotion2vec: bool = False) -> dict[str, Path]:
+                      emotion2vec: bool = False, llm_pretrain_steps: int = 0,
+                      llm_pretrain_pairs: list[tuple[str, str]] | None = None) -> dict[str, Path]:
     """Build every tiny model the project needs under ``root`` (idempotent: existing ones are kept).
-    ``texts`` extend the tokenizer's training corpus (e.g. a recipe's targets)."""
+    ``texts`` extend the tokenizer's training corpus (e.g. a recipe's targets); ``llm_pretrain_steps`` > 0
+    pre-trains the LLM on them and on ``llm_pretrain_pairs`` (:func:`pretrain_tiny_llm`)."""
     root = Path(root)
     out = {"whisper": root / "whisper-tiny-random.pt", "llm": root / "qwen2-tiny-random"}
     if not out["whisper"].is_file():
         build_tiny_whisper(out["whisper"], seed=seed)
     if not (out["llm"] / "config.json").is_file():
-        build_tiny_llm(out["llm"], seed=seed, texts=texts)
+        build_tiny_llm(out["llm"], seed=seed, texts=texts, pretrain_steps=llm_pretrain_steps,
+                       pretrain_pairs=llm_pretrain_pairs)
     if emotion2vec:
         out["emotion2vec"] = root / "emotion2vec-tiny-random.pt"
         if not out["emotion2vec"].is_file():

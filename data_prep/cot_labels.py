@@ -12,22 +12,66 @@ never enter the μ ± σ statistics:
   * clips whose pitch, loudness or rate is not finite (e.g. silence: no voiced frame).
 ``--stats-from`` takes a manifest already measured by this script (e.g. the training set's output): its finite
 measurements give the global μ ± σ and, with ``--group-by``, each group's; a group (speaker) absent from it is
-binned at its global μ ± σ (the count is printed). Re-running reuses the measurements present in the input rows.
+binned at its global μ ± σ (the count is printed). Re-running reuses the measurements present in the input rows;
+a killed run's measurements are kept in ``<out>.measured.jsonl`` (one line per clip, a torn last line dropped)
+and reused by the next run; the output manifest and rejects are written atomically (complete or absent).
 Prints kept / rejected counts (kept + rejected = input). Exit 1 with one ``cot_labels.py: error: ...`` line for a
 missing, non-UTF-8 or malformed manifest, a stats manifest without measurements, or when no row is kept.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from c2ser.atomic import append_line, atomic_write_jsonl, is_write_failure, read_jsonl, write_error
 from c2ser.audio import AudioError, load_audio
 from c2ser.data.cot import (add_bins, check_row, hf_rewriter, measurable, measure, measurement_problem, style_stats,
                             targets)
 from c2ser.data.manifest import Rejects, read_rows_numbered, summary, write_manifest
 
 SHOW_LABEL_ERRORS = 5  # stderr lines for unknown labels; the rest are counted (all are in the rejects file)
+
+
+class MeasureCache:
+    """``<out>.measured.jsonl``: each clip's measured style, appended as soon as it is known, so a killed run
+    measures only what is left; a torn last line is dropped (``c2ser.atomic.read_jsonl``). Removed at the end."""
+
+    def __init__(self, path: Path):
+        self.path, self.styles = path, {}
+        if path.is_file():
+            rows, torn = read_jsonl(path, "measurement cache")
+            if torn:  # rewritten without the torn piece, or the next line would be appended to it
+                atomic_write_jsonl(path, rows)
+            for row in rows:
+                self.styles[self._id(row)] = row.get("style")
+        self._f = None
+
+    @staticmethod
+    def _id(r: dict) -> str:
+        """What a measurement depends on (the rate counts the text's syllables in its language)."""
+        return json.dumps([r.get(f) for f in ("key", "audio", "channel", "start", "end", "text", "language")])
+
+    def get(self, r: dict) -> dict | None:
+        return self.styles.get(self._id(r))
+
+    def add(self, r: dict) -> None:
+        if self._f is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "a", encoding="utf-8")
+            except OSError as e:
+                if is_write_failure(e):
+                    raise write_error(self.path, e) from None
+                raise
+        fields = ("key", "audio", "channel", "start", "end", "text", "language", "style")
+        append_line(self._f, json.dumps({f: r.get(f) for f in fields}, ensure_ascii=False), self.path)
+
+    def remove(self) -> None:
+        if self._f is not None:
+            self._f.close()
+        self.path.unlink(missing_ok=True)
 
 
 def load_stats(path: str, group_by: str | None) -> dict:
@@ -58,7 +102,10 @@ def run(a) -> None:
         print(f"{a.manifest}: {label_errors - SHOW_LABEL_ERRORS} more unknown emotion labels (see {rejects.path})",
               file=sys.stderr)
     kept = []
+    cache = MeasureCache(Path(a.out).with_suffix(".measured.jsonl"))
     for r in tqdm(todo, desc="measure", disable=None):
+        if measurement_problem(r.get("style")) is not None:
+            r["style"] = cache.get(r)
         if measurement_problem(r.get("style")) is not None:
             try:
                 wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
@@ -70,6 +117,7 @@ def run(a) -> None:
                 rejects.add(r["key"], r["audio"], short)
                 continue
             r["style"] = measure(wav, r.get("text") or "", r.get("language") or "en")
+            cache.add(r)
         problem = measurement_problem(r["style"])
         if problem:
             rejects.add(r["key"], r["audio"], problem)
@@ -83,6 +131,7 @@ def run(a) -> None:
     for r in kept:
         r["explicit_target"], r["implicit_target"] = targets(r, rewrite)
     write_manifest(kept, a.out)
+    cache.remove()
     line = summary(kept, rejects, a.out)
     if a.stats_from:
         line += f"; bins from {a.stats_from}"

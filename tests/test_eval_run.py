@@ -9,6 +9,7 @@ from c2ser.cli import main
 from c2ser.evaluation.predictions import read_predictions
 from c2ser.models.build import build_model
 from c2ser.testing import make_toy_corpus, tiny_model_config
+from checks import flip_rate
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def test_several_seeds_write_a_stability_report(setup, tmp_path):
     ckpt, corpus = setup
     assert _eval(ckpt, corpus, tmp_path / "s", "--decoding", "sample", "--seeds", "0,1", "--limit", "4") == 0
     st = json.loads((tmp_path / "s" / "stability.json").read_text())
-    assert st["runs"] == 2 and 0.0 <= st["flip_rate"] <= 1.0
+    runs = [tmp_path / "s" / f"predictions.seed{s}.jsonl" for s in (0, 1)]
+    assert st["runs"] == 2 and st["flip_rate"] == flip_rate(runs, "synthetic")
 
 
 def test_a_predictions_file_from_another_checkpoint_is_refused(setup, tiny_models, tmp_path, capsys):
@@ -111,35 +113,80 @@ def test_device_auto_picks_cuda_when_available(monkeypatch, cuda, expected):
 def test_official_decoding_preset_is_the_release_generate_call():
     from c2ser.evaluation.inference import decoding_settings
 
-    # the release's generate() arguments (C2SER's inference script), written out here
-    release = {"max_new_tokens": 400, "num_beams": 4, "do_sample": True, "top_k": 2, "temperature": 1.0,
+    # the release's generate() arguments (C2SER-llm/wenet/llm_asr/llmasr_model.py), written out here
+    release = {"max_new_tokens": 400, "num_beams": 4, "do_sample": True, "top_p": 0.0, "top_k": 0, "temperature": 1.0,
                "repetition_penalty": 1.05, "length_penalty": 1.0, "min_length": 1}
     settings = decoding_settings("official", None, seed=777)
     assert {k: v for k, v in settings.items() if k not in ("preset", "seed")} == release
+    assert decoding_settings("official", None, 0, mode="implicit")["max_new_tokens"] == 400
     assert decoding_settings("official", 64, 0)["max_new_tokens"] == 64       # --max-new-tokens overrides
     assert decoding_settings("greedy", None, 0)["max_new_tokens"] == 128
+    assert decoding_settings("greedy", None, 0, mode="implicit")["max_new_tokens"] == 128
+    assert decoding_settings("greedy", None, 0, mode="explicit")["max_new_tokens"] == 400   # the release's limit
+    assert decoding_settings("greedy", 50, 0, mode="explicit")["max_new_tokens"] == 50
 
 
-@pytest.mark.parametrize("decoding, extra, expected", [("greedy", [], 128), ("official", [], 400),
-                                                        ("official", ["--max-new-tokens", "7"], 7)])
-def test_generate_gets_the_presets_max_new_tokens(setup, tmp_path, monkeypatch, decoding, extra, expected):
+@pytest.mark.parametrize("decoding, mode, extra, expected", [
+    ("greedy", "implicit", [], 128), ("greedy", "explicit", [], 400), ("official", "implicit", [], 400),
+    ("official", "implicit", ["--max-new-tokens", "7"], 7), ("greedy", "explicit", ["--max-new-tokens", "9"], 9)])
+def test_generate_gets_the_presets_max_new_tokens(setup, tmp_path, monkeypatch, decoding, mode, extra, expected):
     """What `c2ser eval` really passes to generate() when --max-new-tokens is left out (None must not reach it: the
-    transformers default of 20 tokens would cut every explicit answer)."""
+    transformers default of 20 tokens would cut every explicit answer; 128 cut long explicit ones)."""
     from c2ser.models.c2ser import C2SERModel
 
     seen = []
 
-    def fake_generate(self, batch, max_new_tokens=None, **kwargs):
+    def fake_generate(self, batch, max_new_tokens=None, return_hit_limit=False, **kwargs):
         seen.append(max_new_tokens)
-        return ["The emotion of this speech is happy."] * len(batch["keys"])
+        texts = ["The emotion of this speech is happy."] * len(batch["keys"])
+        return (texts, [False] * len(texts)) if return_hit_limit else texts
 
     monkeypatch.setattr(C2SERModel, "generate", fake_generate)
     ckpt, corpus = setup
     args = ["eval", "--checkpoint", str(ckpt), "--manifest", str(corpus["train"]), "--corpus", "synthetic",
             "--feature-dir", str(corpus["features"]), "--out", str(tmp_path / "o"), "--limit", "2",
-            "--decoding", decoding, *extra]
+            "--decoding", decoding, "--mode", mode, *extra]
     assert main(args) == 0
     assert seen and set(seen) == {expected}
+    fp = json.loads((tmp_path / "o" / "predictions.fingerprint.json").read_text())
+    assert fp["decoding"]["max_new_tokens"] == expected   # a run with another limit is not resumed into this one
+
+
+def test_answers_that_hit_the_limit_are_counted(setup, tmp_path, monkeypatch, capsys):
+    """Every other answer has no end-of-answer token: 2 of 4 are counted, in the rows, results.json and the print."""
+    from c2ser.models.c2ser import C2SERModel
+
+    def fake_generate(self, batch, max_new_tokens=None, return_hit_limit=False, **kwargs):
+        n = len(batch["keys"])
+        return ["this speech conveys a happy tone."] * n, [i % 2 == 0 for i in range(n)]
+
+    monkeypatch.setattr(C2SERModel, "generate", fake_generate)
+    ckpt, corpus = setup
+    out = tmp_path / "t"
+    assert main(["eval", "--checkpoint", str(ckpt), "--manifest", str(corpus["train"]), "--corpus", "synthetic",
+                 "--feature-dir", str(corpus["features"]), "--out", str(out), "--limit", "4",
+                 "--mode", "explicit"]) == 0
+    rows = read_predictions(out / "predictions.jsonl")
+    assert len(rows) == 4 and sum(r["truncated"] for r in rows) == 2
+    assert json.loads((out / "results.json").read_text())["truncated"] == 2
+    assert " truncated=2 " in capsys.readouterr().out
+
+
+def test_hit_limit_is_an_answer_without_the_end_of_answer_token(tiny_models, monkeypatch):
+    """C2SERModel.generate(return_hit_limit=True) on hand-made outputs of the LLM: ended (eos then eos padding),
+    ended on the very last token, and cut by the limit."""
+    from c2ser.models.processor import C2SERProcessor
+    from c2ser.testing import tiny_model_config
+
+    torch.manual_seed(0)
+    m = build_model(tiny_model_config(tiny_models)).eval()
+    eos = m.tokenizer.eos_token_id
+    out = torch.tensor([[5, 6, eos, eos], [5, 6, 7, eos], [5, 6, 7, 8]])
+    monkeypatch.setattr(m.llm, "generate", lambda **kw: out)
+    proc = C2SERProcessor(m.tokenizer)
+    items = [{"mel": proc.mel(torch.zeros(16000).numpy()), "ssl": torch.zeros(10, 48), "prompt": "emotion:"}] * 3
+    texts, hit = m.generate(proc.collate(items), max_new_tokens=4, return_hit_limit=True)
+    assert hit == [False, False, True] and len(texts) == 3
 
 
 def test_modes_and_manifests_in_one_call_match_separate_runs_with_one_model_load(setup, tmp_path, monkeypatch):

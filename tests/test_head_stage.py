@@ -1,10 +1,14 @@
 """The output-head stage on a frozen tiny backbone: trains, saves, and evaluates through ``c2ser eval``."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from c2ser.checkpoint import save_checkpoint
 from c2ser.cli import main
@@ -125,3 +129,135 @@ def test_gen_ser_predict_on_the_files_gives_eval_answers(tiny_models, tmp_path, 
     for p in predicted:
         e = online[Path(p["file"]).stem]
         assert p["emotion"] == e["label"] and p["scores"] == pytest.approx(e["scores"], abs=1e-4)
+
+
+# ---- the accelerate head stage: resume, data parallelism, joint LoRA ----------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["neutral", "happy", "sad", "angry"]
+TINY_HEAD = {"gen_ser.d_model": 32, "gen_ser.layers": 1, "gen_ser.heads": 2, "gen_ser.ffn": 64,
+             "gen_ser.code_dim": 64, "gen_ser.token_dim": 16, "ce.hidden": 32, "ce.dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def stage_setup(tiny_models, tmp_path_factory):
+    """(backbone checkpoint, toy corpus with 8 training and 4 validation clips) shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("head_stage")
+    torch.manual_seed(0)
+    backbone = save_checkpoint(build_model(tiny_model_config(tiny_models)), tmp / "backbone")
+    return backbone, make_toy_corpus(tmp / "corpus", per_class=2)
+
+
+def _overrides(setup, out, **kw) -> list[str]:
+    backbone, corpus = setup
+    base = {"backbone": backbone, "train_manifest": corpus["train"], "valid_manifest": corpus["valid"],
+            "feature_dir": corpus["features"], "labels": "[" + ",".join(LABELS) + "]", "corpus": "synthetic",
+            "conditioning": "adapter", "epochs": 3, "batch_size": 2, "lr": 2e-3, "warmup": 2, "output_dir": out,
+            **TINY_HEAD, **kw}
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def _config(setup, out, **kw) -> HeadStageConfig:
+    from c2ser.config import load_config
+
+    return load_config(HeadStageConfig, None, _overrides(setup, out, **kw))
+
+
+def _head_weights(final: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(final / "head" / "head.safetensors")
+
+
+def test_killed_head_run_resumes_to_the_same_weights(stage_setup, tmp_path):
+    """Stop after update 5 (last state at update 4), start again: it resumes from state-4 and ends with the
+    weights of the uninterrupted run (EMA included, kept in the training state)."""
+    kw = {"save_every": 2, "ema": 0.9, "kind": "gen_ser", "epochs": 2}  # 2 epochs x 4 batches = 8 updates
+    full = train_head_stage(_config(stage_setup, tmp_path / "full", **kw), progress=False)
+    out = tmp_path / "resumed"
+    train_head_stage(_config(stage_setup, out, **kw), progress=False, stop_after_step=5)
+    assert (out / "state-4").is_dir() and not (out / "final").exists()
+    resumed = train_head_stage(_config(stage_setup, out, **kw), progress=False)
+    a, b = _head_weights(full), _head_weights(resumed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # update 5 ran twice; on resume the log was cut back to state-4's update
+    full_steps = [json.loads(line) for line in (full.parent / "log.jsonl").read_text().splitlines()]
+    assert [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()] == \
+        [r["loss"] for r in full_steps]
+
+
+def test_one_and_two_processes_give_the_same_head(stage_setup, tmp_path):
+    """Same global batch (1 process x 2 accumulated batches = 2 processes x 1 batch), same data order and same
+    Gen-SER noise (seeded per global batch): 2 DDP processes (gloo, fp32) end with the 1-process head. (Under
+    DeepSpeed bf16 the backbone's states and the stored head weights are rounded to bf16, so equality holds only to
+    bf16 precision; the recipe rehearsal runs that path with 2 processes.)"""
+    one = train_head_stage(_config(stage_setup, tmp_path / "one", grad_accum=2), progress=False)
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
+               DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "-m", "c2ser.cli", "train-head", *_overrides(stage_setup, tmp_path / "two")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "data-parallel over 2 processes" in out and out.count("head checkpoint:") == 1  # the main process writes
+    a, b = _head_weights(one), _head_weights(tmp_path / "two" / "final")
+    assert a.keys() == b.keys()
+    # attention key biases excepted: softmax ignores a bias added to every key, so their gradient is pure rounding
+    # noise, which Adam normalises up to lr-sized steps; every other weight agrees to float rounding
+    for w in (a, b):
+        for k in [k for k in w if k.endswith("in_proj_bias")]:
+            q, _, v = w[k].chunk(3)
+            w[k] = torch.cat([q, v])
+    diffs = {k: float((a[k] - b[k]).abs().max()) for k in a}
+    assert max(diffs.values()) < 2e-5, sorted(diffs.items(), key=lambda kv: -kv[1])[:8]
+    la = [json.loads(x)["loss"] for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert len(la) == len(lb) == 6 and la == pytest.approx(lb, rel=1e-4) and la[0] != la[-1]
+    launch = OmegaConf.load(tmp_path / "two" / "final" / "head" / "config.yaml").launch
+    assert launch.num_processes == 2 and launch.distributed_type == "MULTI_CPU"
+    res = OmegaConf.load(tmp_path / "two" / "final" / "head" / "config.yaml").result
+    assert res.valid_clips == 4  # every validation clip once, over both processes
+
+
+def test_joint_lora_trains_lora_keeps_the_rest_and_still_answers_in_text(stage_setup, tmp_path):
+    """train_backbone=lora + LM loss: the LoRA changes, every other backbone weight is bit-identical, the counts are
+    head + LoRA, and the saved checkpoint answers in --mode gen-ser and --mode implicit."""
+    from c2ser.checkpoint import load_model
+
+    backbone, corpus = stage_setup
+    final = train_head_stage(_config(stage_setup, tmp_path / "joint", kind="ce", conditioning="llm",
+                                     train_backbone="lora", lm_loss_weight=0.5, backbone_lr=1e-2, epochs=1),
+                             progress=False)
+    before, after = load_model(backbone).state_dict(), load_model(final).state_dict()
+    assert before.keys() == after.keys()
+    lora = [k for k in before if "lora_" in k]
+    assert lora and all(not torch.equal(before[k], after[k]) for k in lora if "lora_B" in k)
+    assert all(torch.equal(before[k], after[k]) for k in before if "lora_" not in k)
+    head, cfg = load_head(final)
+    n_head = sum(p.numel() for p in head.parameters())
+    n_lora = sum(before[k].numel() for k in lora)
+    counts = OmegaConf.load(final / "head" / "config.yaml").parameters
+    assert counts.head == n_head and counts.backbone_trainable == n_lora and counts.trainable == n_head + n_lora
+    log = [json.loads(x) for x in (tmp_path / "joint" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == pytest.approx(r["ce"] + 0.5 * r["lm"], rel=1e-5) for r in log)
+    for mode in ("gen-ser", "implicit"):
+        assert main(["eval", "--checkpoint", str(final), "--manifest", str(corpus["valid"]), "--corpus", "synthetic",
+                     "--feature-dir", str(corpus["features"]), "--mode", mode, "--max-new-tokens", "8",
+                     "--out", str(tmp_path / f"ev_{mode}")]) == 0
+        rows = read_predictions(tmp_path / f"ev_{mode}" / "predictions.jsonl")
+        assert len(rows) == 4 and all(r["mode"] == mode for r in rows), mode
+
+
+def test_joint_tuning_overlay_loads_over_the_recipe_head_configs():
+    from c2ser.config import load_config
+
+    conf = REPO / "recipes" / "c2ser" / "conf"
+    cfg = load_config(HeadStageConfig, [conf / "head.yaml", conf / "head_tiny.yaml", conf / "head_lora.yaml"],
+                      ["backbone=b", "train_manifest=t"])
+    assert (cfg.train_backbone, cfg.lm_loss_weight, cfg.backbone_lr, cfg.lr) == ("lora", 0.5, 2e-5, 1e-3)
+    with pytest.raises(ValueError, match="train_backbone"):
+        load_config(HeadStageConfig, [conf / "head.yaml"], ["backbone=b", "train_manifest=t", "lm_loss_weight=1"])

@@ -39,7 +39,9 @@ def test_encoder_runs_once_and_streaming_matches(setup, monkeypatch):
     assert first == model.generate(batch, max_new_tokens=10)[0]
     # later turns continue after the previous answer: the embeds hold every earlier token
     assert chat.context_length() == sum(len(q) + len(a) for q, a in chat.turns) + chat.speech.shape[0] + 2
-    assert isinstance(second, str) and isinstance(third, str)
+    dec = model.tokenizer.decode  # each later turn holds its question, as asked, and the answer returned
+    assert [(dec(q), dec(a, skip_special_tokens=True).strip()) for q, a in chat.turns[1:]] == [
+        ("\nwhy do you think so?\n", second), ("\ndescribe the speaking style\n", third)]
     n = len(calls)  # model.generate above ran the encoder once more
     chat.load_audio(str(clips[1]))
     assert len(calls) == n + 1 and chat.turns == []

@@ -355,15 +355,22 @@ def test_official_config_matches_the_release():
     assert cfg.llm.eos_token == "<|endoftext|>"
 
 
-def test_release_prompts_and_parity_decoding_are_available():
+def test_release_prompts_and_parity_decoding_are_the_specs(shared_data):
+    """Against the written analysis of the release (../shared/specs/c2ser_model.md §4 and §6), not a copy."""
+    import re
+
     from c2ser.inference.official import OFFICIAL_PROMPTS, PARITY_DECODING, PARITY_SEED
-    assert OFFICIAL_PROMPTS == {
-        "explicit": "Please describe the speaking style, content, and the speaker's emotional state of this speech.",
-        "implicit": "Please consider the speaking style, content, and directly provide the speaker's emotion in "
-                    "this speech."}
-    assert PARITY_DECODING == dict(max_new_tokens=400, num_beams=4, do_sample=True, top_k=2, temperature=1.0,
-                                   repetition_penalty=1.05, length_penalty=1.0, min_length=1)
-    assert PARITY_SEED == 777
+    spec = (shared_data.parent / "specs" / "c2ser_model.md").read_text()
+    [row] = [ln for ln in spec.splitlines() if ln.startswith("| prompt (English")]
+    explicit, implicit = re.findall(r"`([^`]+)`", row)
+    assert OFFICIAL_PROMPTS == {"explicit": explicit, "implicit": implicit}
+    section = spec.split("## 6. Inference settings")[1].split("\n\n")[1]
+    cells = [c.strip() for ln in section.splitlines()[2:] for c in ln.strip("|").split("|")]
+    settings = {k: json.loads(v.lower().replace(" ", "").split("/")[0]) for k, v in zip(cells[::2], cells[1::2])}
+    for key in ("max_new_tokens", "num_beams", "do_sample", "top_p", "top_k", "repetition_penalty", "length_penalty",
+                "temperature", "min_length"):
+        assert PARITY_DECODING[key] == settings[key], key
+    assert PARITY_SEED == int(re.search(r"`recognize4llmasr.py` seeds\s+(\d+)", spec).group(1))
 
 
 def test_an_instruct_tokenizer_still_ends_answers_at_endoftext(setup, tmp_path):

@@ -99,3 +99,21 @@ def test_gen_ser_mode_with_a_head(setup, monkeypatch):
         _, ref = head.predict(h, m)
         assert list(p.scores) == head.label_sets[0] and p.emotion == max(p.scores, key=p.scores.get)
         assert np.allclose(list(p.scores.values()), ref[0].detach().numpy(), atol=1e-5)
+
+
+def test_predict_answer_length_limit_follows_the_mode():
+    """Explicit answers get the release's 400 new tokens (a description before the emotion), implicit 128; an
+    explicit --max-new-tokens wins; chat turns 128."""
+    import argparse
+
+    from c2ser.commands import predict
+    from c2ser.commands._model_args import decoding_kwargs, max_new_tokens
+
+    p = argparse.ArgumentParser()
+    predict.add_arguments(p)
+    parse = lambda *a: p.parse_args(["a.wav", "--checkpoint", "ckpt", *a])  # noqa: E731
+    assert decoding_kwargs(parse("--mode", "explicit")) == {"max_new_tokens": 400}
+    assert decoding_kwargs(parse("--mode", "implicit")) == {"max_new_tokens": 128}
+    assert decoding_kwargs(parse("--mode", "explicit", "--max-new-tokens", "50")) == {"max_new_tokens": 50}
+    assert decoding_kwargs(parse("--decoding", "parity"))["max_new_tokens"] == 400
+    assert max_new_tokens(parse(), "chat") == 128

@@ -14,6 +14,7 @@ import pytest
 from c2ser.inference.loading import audio_item, load_for_inference
 from c2ser.inference.predict import label_word_scores
 from c2ser.inference.web import DemoBackend
+from deps import missing, need_module
 from inference_fixtures import make_checkpoint_and_clips
 
 CHROMIUM = "/usr/bin/chromium"
@@ -78,7 +79,7 @@ def served(backend):
     """``python -m c2ser.cli web --checkpoint CKPT --port PORT``, every other option left at its default."""
     if not Path("/proc/net/tcp").exists():
         pytest.skip("needs Linux /proc/net/tcp to see which address the server binds")
-    httpx = pytest.importorskip("httpx")
+    httpx = need_module("httpx")
     _, _, root = backend
     port = _free_port()
     log = open(root / "web.log", "w+")
@@ -134,8 +135,8 @@ def test_upload_limit_is_whole_bytes(backend):
 
 def test_page_in_headless_chromium(backend):
     if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-        pytest.skip(f"chromium not found at {CHROMIUM}")
-    pw = pytest.importorskip("playwright.sync_api")
+        missing("chromium", f"it is not at {CHROMIUM} nor on PATH")
+    pw = need_module("playwright.sync_api", "playwright")
     from c2ser.inference.web import launch
 
     b, clips, _ = backend

@@ -199,3 +199,18 @@ def test_end_of_answer_token_is_a_config_choice(tiny_models):
     cfg.llm.eos_token = "<|no_such_token|>"
     with pytest.raises(ValueError, match="not a token"):
         build_model(cfg)
+
+
+def test_the_lm_head_gets_contiguous_hidden_states_when_generating(model):
+    """transformers slices the last position (a strided view when the batch has several clips); the LM head must
+    see a contiguous tensor (a strided bf16 input costs GBs of temporaries on CPU at the released vocabulary)."""
+    m, proc = model
+    seen = []
+    hook = m.llm.get_output_embeddings().register_forward_pre_hook(
+        lambda mod, args: seen.append((args[0].shape, args[0].is_contiguous())))
+    try:
+        m.generate(proc.collate(_items()), max_new_tokens=2)
+    finally:
+        hook.remove()
+    assert seen and seen[0][0][0] == 2 and seen[0][0][1] == 1  # the prefill: 2 clips, last position only
+    assert all(contiguous for _, contiguous in seen), seen

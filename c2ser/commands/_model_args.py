@@ -22,7 +22,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--ssl-features", help="directory of precomputed <file stem>.npy SSL features")
     p.add_argument("--decoding", choices=("greedy", "parity"), default="greedy",
                    help="parity = the official release's beam-sample settings with a fixed seed")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int,
+                   help="answer length limit (default: 400 for explicit answers and --decoding parity, as the "
+                        "release; 128 for implicit ones and chat turns)")
     add_loading_arguments(p)
 
 
@@ -42,6 +44,13 @@ def load_from_args(args):
     return load_for_inference(ckpt, args.ssl_checkpoint, args.device, model_overrides(args), args.qwen2_dir)
 
 
+def max_new_tokens(args, mode: str) -> int:
+    """``--max-new-tokens``, else the evaluation default for answers in ``mode`` (400 explicit, 128 otherwise)."""
+    from c2ser.evaluation.inference import MODE_MAX_NEW_TOKENS
+
+    return args.max_new_tokens if args.max_new_tokens is not None else MODE_MAX_NEW_TOKENS.get(mode, 128)
+
+
 def decoding_kwargs(args) -> dict:
     if args.decoding == "parity":
         import torch
@@ -49,4 +58,4 @@ def decoding_kwargs(args) -> dict:
         from c2ser.inference.official import PARITY_DECODING, PARITY_SEED
         torch.manual_seed(PARITY_SEED)
         return dict(PARITY_DECODING)
-    return dict(max_new_tokens=args.max_new_tokens)
+    return dict(max_new_tokens=max_new_tokens(args, getattr(args, "mode", "implicit")))

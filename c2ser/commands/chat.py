@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from c2ser.commands._model_args import add_model_arguments, load_from_args
+from c2ser.commands._model_args import add_model_arguments, load_from_args, max_new_tokens
 
 HELP = "commands: /load PATH, /mode implicit|explicit, /reset, /quit; anything else is a question about the clip"
 
@@ -32,7 +32,7 @@ def run(args) -> int:
     from c2ser.inference.chat import ChatSession
 
     model, proc = load_from_args(args)
-    chat = ChatSession(model, proc, args.mode, args.max_new_tokens, args.max_context, args.ssl_features)
+    chat = ChatSession(model, proc, args.mode, max_new_tokens(args, "chat"), args.max_context, args.ssl_features)
     print(HELP)
     if args.audio:
         _load(chat, args.audio)

@@ -30,8 +30,14 @@ def add_arguments(p):
     p.add_argument("--decoding", default="greedy", help="greedy | beam4 | official | sample")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several = stability report")
     p.add_argument("--group-by", help="report per value of this field too (language, fold, ...)")
-    p.add_argument("--max-new-tokens", type=int, help="default 128; 400 with --decoding official (the release's)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="answer length limit: default 400 (the release's) for explicit answers and --decoding "
+                        "official, 128 for implicit; answers reaching it are counted (truncated)")
     p.add_argument("--limit", type=int, help="evaluate the first N clips only")
+    p.add_argument("--condition", default="clean",
+                   help="degrade each clip first (drawn per clip key): clean (default), noise:KIND:SNR_DB with KIND "
+                        "white|pink|brown|babble (SNR over the whole clip), reverb:RT60_S, telephone (300-3400 Hz "
+                        "at 8 kHz); join with + to combine. Not clean: needs --ssl-checkpoint (features online)")
     p.add_argument("--overwrite", action="store_true", help="discard predictions already in --out and start over")
     add_loading_arguments(p)
 
@@ -63,6 +69,9 @@ def output_dirs(manifests: list[str], corpora: list[str], outs: list[str], modes
 def run(args):
     from c2ser.evaluation.run import evaluate
 
+    from c2ser.data.augment import parse_condition
+
+    parse_condition(args.condition)  # a bad spec: one line, before any model is loaded
     runs = output_dirs(args.manifest, args.corpus, args.out, args.mode)
     loaded = None
     if len(runs) > 1:
@@ -77,8 +86,10 @@ def run(args):
         r = evaluate(args.checkpoint, manifest, corpus, out, mode, args.feature_dir, args.decoding,
                      [int(s) for s in args.seeds.split(",")], args.group_by, args.max_new_tokens, args.device,
                      args.limit, overrides=model_overrides(args), ssl_checkpoint=args.ssl_checkpoint,
-                     qwen2_dir=args.qwen2_dir, overwrite=args.overwrite, loaded=loaded)
+                     qwen2_dir=args.qwen2_dir, overwrite=args.overwrite, loaded=loaded, condition=args.condition)
         if r is None:  # not process 0 of a data-parallel run: process 0 reports
             continue
-        print(f"{corpus} [{mode}] n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
-              f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%  → {out}")
+        cond = "" if args.condition == "clean" else f" ({args.condition})"
+        print(f"{corpus} [{mode}]{cond} n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
+              f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%"
+              + (f" truncated={r['truncated']}" if "truncated" in r else "") + f"  → {out}")

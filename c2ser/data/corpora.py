@@ -4,7 +4,9 @@ Every function writes manifests (``c2ser.data.manifest`` format), a ``rejects.js
 skipped item, prints a summary (kept / rejected / per label), and skips work already done when re-run.
 Bad input raises a one-line ``ValueError`` / ``FileNotFoundError`` naming the file (the ``data_prep`` scripts print
 it and exit 1): a missing or non-UTF-8 list, a missing root, and an empty result (nothing kept: usually a wrong
-``--root``; the rejects file is still written). Audio with NaN/Inf samples is rejected.
+``--root``; the rejects file is still written). Audio with NaN/Inf samples is rejected. Every output (wav,
+manifest, rejects, list) is written under a temporary name and renamed (``c2ser.atomic``): complete or absent,
+so a killed run is simply run again; a full disk or read-only output stops with one line naming the path.
 Keys and splits follow EmoBox where it has them (``meld-dia{D}_utt{U}-{split}``, ``casia-{id}-{speaker}-{emo}``).
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from c2ser.atomic import atomic_write_bytes, atomic_write_text, remove_leftovers
 from c2ser.data.manifest import Rejects, make_row, summary, write_manifest
 from c2ser.labels import canonical
 
@@ -165,14 +168,16 @@ def extract_meld_wav(mp4: Path, wav: Path) -> int:
     (EmoBox's ``channel`` 3 / 1). Returns the 1-indexed channel taken."""
     channels = audio_channels(mp4)
     channel = 3 if channels >= 6 else 1
-    tmp = wav.with_suffix(".tmp.wav")
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(mp4), "-vn", "-af",
-                           f"pan=mono|c0=c{channel - 1}", "-ar", "16000", "-c:a", "pcm_s16le", str(tmp)],
-                          capture_output=True, text=True)
+    # raw samples through a pipe, the wav written here: ffmpeg exits 0 with a silently cut file on a full disk
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp4), "-vn", "-af",
+                           f"pan=mono|c0=c{channel - 1}", "-ar", "16000", "-f", "s16le", "-c:a", "pcm_s16le",
+                           "pipe:1"], capture_output=True)
     if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"ffmpeg failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'})")
-    tmp.replace(wav)
+        err = proc.stderr.decode(errors="replace").strip()
+        raise ValueError(f"ffmpeg failed ({err.splitlines()[-1] if err else '?'})")
+    buf = io.BytesIO()
+    sf.write(buf, np.frombuffer(proc.stdout, dtype="<i2"), 16000, subtype="PCM_16", format="WAV")
+    atomic_write_bytes(wav, buf.getvalue())  # complete or absent: a killed or failed write leaves no wav
     return channel
 
 
@@ -197,6 +202,7 @@ def prepare_meld(root: str | Path, out_dir: str | Path, workers: int = 4) -> dic
         for line, reason in bad:
             rejects.add(f"{csv_name}:{line}", csv_path, reason)
         (out / "wav" / split).mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out / "wav" / split, "*.wav")  # conversions a killed run left half done
 
         def work(r):
             name = f"dia{r['Dialogue_ID']}_utt{r['Utterance_ID']}"
@@ -232,7 +238,7 @@ def prepare_meld(root: str | Path, out_dir: str | Path, workers: int = 4) -> dic
         result[split] = kept
         write_manifest(kept, out / f"{split}.jsonl")
     rejects.write()
-    (out / "long_clips.tsv").write_text("".join(x + "\n" for x in long_clips))
+    atomic_write_text(out / "long_clips.tsv", "".join(x + "\n" for x in long_clips))
     print(summary([r for rs in result.values() for r in rs], rejects, f"MELD → {out}")
           + f"; {len(long_clips)} clips over {LONG_CLIP_S:g} s listed in {out / 'long_clips.tsv'} "
             "(the Whisper encoder errors or crops them: model.whisper.long_audio)")

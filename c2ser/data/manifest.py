@@ -13,10 +13,10 @@ Readable with ``datasets.load_dataset("json", data_files=path)`` (every row has 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+from c2ser.atomic import atomic_write_jsonl
 from c2ser.labels import EMOTIONS
 
 FIELDS = ("key", "audio", "start", "end", "channel", "duration", "sample_rate", "emotion", "raw_emotion", "text",
@@ -80,14 +80,7 @@ def read_manifest(path: str | Path, rejects: list[dict] | None = None, quiet: bo
 
 def write_manifest(rows: list[dict], path: str | Path) -> Path:
     """Write atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(make_row(**{k: r.get(k) for k in FIELDS}), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_jsonl(path, (make_row(**{k: r.get(k) for k in FIELDS}) for r in rows))
 
 
 def validate_manifest(rows: list[dict], check_files: bool = True, name: str = "manifest") -> list[str]:
@@ -121,10 +114,7 @@ class Rejects:
 
     def write(self) -> None:
         """Atomically (several processes of one run may write the same file)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in self.items), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_jsonl(self.path, self.items)
 
 
 def summary(rows: list[dict], rejects: Rejects, name: str) -> str:

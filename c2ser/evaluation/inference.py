@@ -16,31 +16,35 @@ import os
 import torch
 from tqdm import tqdm
 
+from c2ser.inference.official import PARITY_DECODING
 from c2ser.models.processor import to_device
 from c2ser.training.data import ManifestDataset, collate, identity
 from c2ser.training.sampler import DynamicBatchSampler
 
-# Decoding presets. "official" is the released C2SER's stochastic beam-sample, as its inference script calls
-# generate (c2ser.inference.official.PARITY_DECODING): 4 beams sampling among the top-2 tokens (top_p=0 keeps
-# min_tokens_to_keep=2 in transformers 4.44; top_k=2 is the same on 5.x), repetition and length penalties,
-# min_length 1 and max_new_tokens 400 (the preset's default; --max-new-tokens overrides it).
+# Decoding presets. "official" is the released C2SER's generate() call (c2ser.inference.official.PARITY_DECODING:
+# 4-beam sampling with top_p=0.0, top_k=0, i.e. among exactly the two best tokens of each beam, repetition and
+# length penalties, min_length 1) with the release's 400-token limit.
 DECODING_PRESETS: dict[str, dict] = {
     "greedy": {"num_beams": 1, "do_sample": False},
     "beam4": {"num_beams": 4, "do_sample": False},
-    "official": {"num_beams": 4, "do_sample": True, "top_k": 2, "temperature": 1.0, "repetition_penalty": 1.05,
-                 "length_penalty": 1.0, "min_length": 1},
+    "official": {k: v for k, v in PARITY_DECODING.items() if k != "max_new_tokens"},
     "sample": {"num_beams": 1, "do_sample": True, "top_p": 0.9, "temperature": 1.0},
 }
-DEFAULT_MAX_NEW_TOKENS = {"official": 400}   # every other preset: 128
+# Default answer-length limit (--max-new-tokens overrides it): the release's 400 for its own decoding and for explicit
+# answers (a description then the emotion: a lower cap can cut the conclusion; the release's training filter keeps
+# targets of at most 200 tokens), 128 for the short implicit answers. How many answers hit it: results' "truncated".
+PRESET_MAX_NEW_TOKENS = {"official": PARITY_DECODING["max_new_tokens"]}
+MODE_MAX_NEW_TOKENS = {"explicit": 400, "implicit": 128}
 ROW_FIELDS = ("emotion", "raw_emotion", "language", "corpus", "split", "speaker", "style")
 
 
-def decoding_settings(preset: str, max_new_tokens: int | None, seed: int) -> dict:
-    """The generate() settings of ``preset``; ``max_new_tokens`` None = the preset's default."""
+def decoding_settings(preset: str, max_new_tokens: int | None, seed: int, mode: str = "implicit") -> dict:
+    """The generate() settings of ``preset`` for answers in ``mode``; ``max_new_tokens`` None = the default limit
+    (the preset's own, else the mode's: :data:`PRESET_MAX_NEW_TOKENS`, :data:`MODE_MAX_NEW_TOKENS`)."""
     if preset not in DECODING_PRESETS:
         raise ValueError(f"unknown decoding preset {preset!r} (choose from {', '.join(DECODING_PRESETS)})")
     if max_new_tokens is None:
-        max_new_tokens = DEFAULT_MAX_NEW_TOKENS.get(preset, 128)
+        max_new_tokens = PRESET_MAX_NEW_TOKENS.get(preset) or MODE_MAX_NEW_TOKENS.get(mode, 128)
     return {"preset": preset, "max_new_tokens": max_new_tokens, "seed": seed, **DECODING_PRESETS[preset]}
 
 
@@ -60,16 +64,18 @@ def process_state():
 def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "implicit",
                      feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int | None = None,
                      seed: int = 0, max_frames: int = 12000, max_tokens: int = 20000, max_batch_size: int = 16,
-                     progress: bool = True, state=None) -> dict:
+                     progress: bool = True, state=None, wave_transform=None) -> dict:
     """Decode every clip of ``rows`` not yet in ``writer`` (a PredictionWriter); returns the decoding settings.
+    Each row says whether its answer was cut by the length limit (``truncated``: no end-of-answer token).
     ``state`` (a ``PartialState`` of several processes): every process must pass the same ``rows`` and a writer
-    with the same ``done_keys``; only process 0's writer is written to."""
-    settings = decoding_settings(decoding, max_new_tokens, seed)
+    with the same ``done_keys``; only process 0's writer is written to. ``wave_transform``: an evaluation condition
+    (:class:`c2ser.data.augment.Condition`) applied to each clip before both encoders."""
+    settings = decoding_settings(decoding, max_new_tokens, seed, mode)
     gen_kwargs = {k: v for k, v in settings.items() if k not in ("preset", "max_new_tokens", "seed")}
     todo = [r for r in rows if r["key"] not in writer.done_keys]
     if not todo:
         return settings
-    ds = ManifestDataset(todo, processor, feature_dir, model.cfg.ssl.enabled)
+    ds = ManifestDataset(todo, processor, feature_dir, model.cfg.ssl.enabled, wave_transform=wave_transform)
     batches = DynamicBatchSampler(ds.frames, ds.tokens, max(max_frames, max(ds.frames)),
                                   max(max_tokens, max(ds.tokens)), max_batch_size, shuffle=False).all_batches(0)
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
@@ -82,10 +88,11 @@ def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "im
         if items:
             torch.manual_seed(seed)  # sampling presets: the same seed gives the same answers
             batch = to_device(collate(processor, items, mode, with_targets=False), model.device)
-            texts = model.generate(batch, max_new_tokens=settings["max_new_tokens"], **gen_kwargs)
-            for it, text in zip(items, texts):
+            texts, hit_limit = model.generate(batch, max_new_tokens=settings["max_new_tokens"], return_hit_limit=True,
+                                              **gen_kwargs)
+            for it, text, hit in zip(items, texts, hit_limit):
                 row = ds.rows[it["index"]]
-                answers.append({"key": it["key"], "prediction": text, "mode": mode,
+                answers.append({"key": it["key"], "prediction": text, "mode": mode, "truncated": bool(hit),
                                 **{k: row.get(k) for k in ROW_FIELDS}})
         if world > 1:
             from accelerate.utils import gather_object

@@ -1,15 +1,18 @@
 """Predictions files: one JSON line per clip, appended and flushed as soon as it is known.
 
 Opening an existing file reads the keys already done, so an interrupted run continues without duplicates;
-a half-written last line (the process was killed mid-write) is dropped and reported. :func:`open_predictions`
+a half-written last line (the process was killed mid-write: no newline) is dropped, reported and redone;
+the fingerprint is written atomically (``c2ser.atomic``). :func:`open_predictions`
 resumes a file only when the fingerprint saved next to it (``NAME.fingerprint.json``) equals the current run's.
 Rows are strict JSON: a NaN/Inf value is an error naming the clip, never written.
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from c2ser.atomic import (append_line, atomic_write_json, atomic_write_text, is_write_failure, read_jsonl,
+                          write_error)
 
 
 class PredictionWriter:
@@ -18,18 +21,17 @@ class PredictionWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict] = []
         if self.path.exists():
-            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-            good = []
-            for i, line in enumerate(lines):
-                try:
-                    self.rows.append(json.loads(line))
-                    good.append(line if line.endswith("\n") else line + "\n")
-                except json.JSONDecodeError:
-                    print(f"{self.path}:{i + 1}: dropped a truncated line (interrupted run)", file=sys.stderr)
-            self.path.write_text("".join(good), encoding="utf-8")
+            self.rows, torn = read_jsonl(self.path, "predictions file")
+            if torn:  # rewrite without the torn line (atomically: a kill now keeps the old file)
+                atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
         self.done_keys = {r["key"] for r in self.rows}
         self.extra: dict[str, dict] = {}  # key → fields added to that clip's row (e.g. {"cropped": True})
-        self._f = open(self.path, "a", encoding="utf-8")
+        try:
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            if is_write_failure(e):
+                raise write_error(self.path, e) from None
+            raise
 
     def write(self, row: dict) -> None:
         if row["key"] in self.done_keys:
@@ -40,13 +42,17 @@ class PredictionWriter:
         except ValueError:
             raise ValueError(f"{self.path}: clip {row['key']!r}: NaN or infinite value in its prediction "
                              "(not written)") from None
-        self._f.write(line + "\n")
-        self._f.flush()
+        append_line(self._f, line, self.path)
         self.rows.append(row)
         self.done_keys.add(row["key"])
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()  # after a failed append the rest of that line is still buffered: it fails again
+        except OSError as e:
+            if is_write_failure(e):
+                raise write_error(self.path, e) from None
+            raise
 
     def __enter__(self):
         return self
@@ -78,17 +84,10 @@ def open_predictions(path: str | Path, fingerprint: dict, overwrite: bool = Fals
             raise ValueError(f"{path}: predictions from another run ({what}); pass --overwrite to start over "
                              "or choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fp_path.write_text(json.dumps(fingerprint, indent=1), encoding="utf-8")
+    atomic_write_json(fp_path, fingerprint, indent=1)
     return PredictionWriter(path)
 
 
 def read_predictions(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise ValueError(f"{path}:{i + 1}: not a JSON line") from None
-    return rows
+    """The complete rows of a predictions file (a torn last line is dropped with a warning)."""
+    return read_jsonl(path, "predictions file")[0]

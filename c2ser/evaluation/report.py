@@ -2,14 +2,15 @@
 
 A prediction row has ``key``, ``emotion`` (reference), and either ``prediction`` (free text, parsed here)
 or ``label`` (a head's class), plus optional ``language``, ``fold``, ``style`` (measured bins).
+Every report file is written atomically (``c2ser.atomic``): complete or absent.
 """
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from c2ser.atomic import atomic_path, atomic_write_json, atomic_write_text
 from c2ser.evaluation.metrics import ser_metrics
 from c2ser.evaluation.parse import parse_emotion
 from c2ser.evaluation.style import parse_style
@@ -59,9 +60,9 @@ def write_report(result: dict, out_dir: str | Path, title: str = "", settings: d
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     full = {**result, "decoding": settings or {}}
-    (out / "results.json").write_text(json.dumps(full, indent=1, ensure_ascii=False))
+    atomic_write_json(out / "results.json", full, indent=1, ensure_ascii=False)
     conf = result["confusion"]
-    with open(out / "confusion.csv", "w", newline="") as f:
+    with atomic_path(out / "confusion.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["reference \\ prediction", *conf["cols"]])
         for name, row in zip(conf["rows"], conf["matrix"]):
@@ -77,7 +78,8 @@ def write_report(result: dict, out_dir: str | Path, title: str = "", settings: d
     ax.set_ylabel("reference")
     ax.set_title(title or result["corpus"])
     fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=100)
+    with atomic_path(out / "confusion.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     lines = [f"# {title or result['corpus']}", "", "| set | n | WA | UA | macro-F1 | unparsed |", "|---|---|---|---|---|---|"]
     rows = [("all", result)] + list(result.get("groups", {}).items())
@@ -89,5 +91,5 @@ def write_report(result: dict, out_dir: str | Path, title: str = "", settings: d
                                                              for k, v in result["style_accuracy"].items())]
     if settings:
         lines += ["", "Decoding: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     return out

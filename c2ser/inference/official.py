@@ -47,10 +47,14 @@ OFFICIAL_EOS = "<|endoftext|>"  # the release was trained to stop here (id 15164
 OFFICIAL_PROMPTS = {"explicit": EXPLICIT_PROMPT, "implicit": IMPLICIT_PROMPT}  # the strings it was trained on
 OUR_LLM_PREFIX = "llm.base_model.model."
 
-# Decoding of the release (§6) as a "parity" preset; default decoding stays greedy. top_p=0.0 is replaced by
-# top_k=2: on transformers 4.44 top_p=0 with beams kept the top-2 tokens (min_tokens_to_keep=2), which is what
-# top_k=2 does explicitly (transformers 5 rejects top_p=0).
-PARITY_DECODING = dict(max_new_tokens=400, num_beams=4, do_sample=True, top_k=2, temperature=1.0,
+# Decoding of the release (§6), its generate() arguments as they are: beam-sample with top_p=0.0 and top_k=0.
+# transformers (4.44 as 5.23, ``_get_logits_processor``) then adds TopPLogitsWarper(top_p=0.0, min_tokens_to_keep=2):
+# with beams, min_tokens_to_keep = number of eos ids + 1 = 2; top_p=0.0 removes every token whose cumulative
+# probability (ascending) is <= 1, i.e. all of them, but the last two of the sort are always kept: each beam samples
+# among EXACTLY two tokens, even when several tie at the second score (top_k=2 would keep every tied one).
+# top_k=0 must be given: transformers 5 otherwise fills an unset top_k with its default 50. The release never calls
+# eval() and sets no seed (README): this reproduces its decoding rule, not its samples.
+PARITY_DECODING = dict(max_new_tokens=400, num_beams=4, do_sample=True, top_p=0.0, top_k=0, temperature=1.0,
                        repetition_penalty=1.05, length_penalty=1.0, min_length=1)
 PARITY_SEED = 777
 

@@ -51,6 +51,12 @@ class C2SERModel(nn.Module):
         self.projection = nn.Linear(dim, llm_dim)
         self.speech_markers = nn.Embedding(2, llm_dim)  # row 0 = BOS_sp, row 1 = EOS_sp
         self.llm = llm
+        # transformers feeds the LM head a strided view (hidden[:, -k:] for logits_to_keep); on CPU a bf16 matmul of
+        # such a view against the ~150k-row head allocates GBs of temporaries (+4 GiB for 8 clips at Qwen2-7B, the
+        # difference between bench/full_size_cpu.sh's eval and predict), so the head gets a contiguous copy
+        head = llm.get_output_embeddings()
+        if head is not None:
+            head.register_forward_pre_hook(_contiguous_inputs)
         self.ssl_encoder = None  # set by the builder when features are computed online
         self.set_trainable(cfg.trainable)
 
@@ -163,12 +169,14 @@ class C2SERModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 128, num_beams: int = 1, do_sample: bool = False,
-                 synced_gpus: bool = False, **generate_kwargs) -> list[str]:
+                 synced_gpus: bool = False, return_hit_limit: bool = False, **generate_kwargs):
         """Batched decoding after the speech prefix; greedy by default (deterministic). Returns the texts.
 
         The decoding is exactly the arguments given (a fresh ``GenerationConfig``; the LLM's own generation config
         is reset at load time, so nothing is inherited from its directory). Decoding stops at the end-of-answer
-        token of the model config (``llm.eos_token``), the one appended to training targets.
+        token of the model config (``llm.eos_token``), the one appended to training targets. With
+        ``return_hit_limit``: ``(texts, hit_limit)``, ``hit_limit[i]`` True when answer i has no end-of-answer token
+        (stopped by ``max_new_tokens``, possibly cut before its conclusion).
         """
         from transformers import GenerationConfig
 
@@ -180,4 +188,11 @@ class C2SERModel(nn.Module):
                                   eos_token_id=eos, pad_token_id=eos, **generate_kwargs)
         out = self.llm.generate(inputs_embeds=a.inputs_embeds, attention_mask=a.attention_mask,
                                 generation_config=config, synced_gpus=synced_gpus)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        if return_hit_limit:  # out = the new tokens only; a finished row ends with eos (then eos padding)
+            return texts, (out != eos).all(dim=1).tolist()
+        return texts
+
+
+def _contiguous_inputs(module, args):
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)

@@ -7,6 +7,45 @@ from c2ser.models.config import ModelConfig
 
 
 @dataclass
+class AugmentConfig:
+    """On-the-fly waveform augmentation of the training clips (c2ser/data/augment.py), drawn per (seed, epoch, key).
+    Each clip gets, each with its probability: reverberation, additive noise, a gain that keeps its volume bin."""
+    enabled: bool = False
+    noise_prob: float = 0.6
+    snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])   # SNR drawn uniformly in [min, max]
+    noise_dir: str | None = None            # wav/flac/mp3 files (recursive, MUSAN-style); None = noise_kinds
+    noise_kinds: list[str] = field(default_factory=lambda: ["white", "pink", "brown", "babble"])
+    babble_speakers: list[int] = field(default_factory=lambda: [3, 6])  # other training clips summed per babble
+    reverb_prob: float = 0.3
+    rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])       # seconds, drawn uniformly
+    gain_prob: float = 0.5
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])   # further bounded to the clip's volume bin
+    volume_group_by: str | None = None      # the field the volume bins were computed per (cot_labels --group-by)
+    volume_margin_db: float = 0.5           # distance kept from the bin's edges
+
+    def __post_init__(self):
+        from c2ser.data.augment import NOISE_KINDS
+
+        for name in ("noise_prob", "reverb_prob", "gain_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"data.augment.{name}={getattr(self, name)}: expected a probability in [0, 1]")
+        for name in ("snr_db", "rt60", "gain_db", "babble_speakers"):
+            r = getattr(self, name)
+            if len(r) != 2 or r[0] > r[1]:
+                raise ValueError(f"data.augment.{name}={list(r)}: expected [min, max] with min ≤ max")
+        if not 0.0 < self.rt60[0] or self.rt60[1] > 3.0:
+            raise ValueError(f"data.augment.rt60={list(self.rt60)}: expected seconds in (0, 3]")
+        if self.gain_db[0] > 0.0 or self.gain_db[1] < 0.0:
+            raise ValueError(f"data.augment.gain_db={list(self.gain_db)}: the range must contain 0 dB")
+        if self.babble_speakers[0] < 1:
+            raise ValueError(f"data.augment.babble_speakers={list(self.babble_speakers)}: at least 1 clip")
+        bad = [k for k in self.noise_kinds if k not in NOISE_KINDS]
+        if bad or not self.noise_kinds:
+            raise ValueError(f"data.augment.noise_kinds={list(self.noise_kinds)}: expected some of "
+                             f"{', '.join(NOISE_KINDS)}")
+
+
+@dataclass
 class DataConfig:
     train_manifest: str = "???"
     valid_manifest: str | None = None
@@ -25,6 +64,7 @@ class DataConfig:
     chat_prompts: float = 0.0               # probability of a varied EN/ZH question (+ "why?" follow-up) per clip
     cache_features: bool = False            # keep each clip's log-mel and SSL features in memory after its first
                                             # load (small corpora, spec_augment off: the CPU demo)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)   # off by default
 
 
 @dataclass
@@ -62,3 +102,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.task not in ("explicit", "distill", "implicit"):
             raise ValueError(f"task={self.task!r}: expected explicit, distill or implicit")
+        ssl = self.model.ssl
+        if self.data.augment.enabled and ssl.enabled and not ssl.checkpoint:
+            raise ValueError("data.augment.enabled=true needs Emotion2Vec-S online on the augmented audio (cached "
+                             "features are of the clean clips): set model.ssl.checkpoint=PATH/checkpoint.pt")

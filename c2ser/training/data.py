@@ -8,6 +8,11 @@ replaced by a question drawn from :data:`c2ser.prompts.EXPLICIT_QUESTIONS` / ``I
 Chinese, answered in the question's language (:func:`c2ser.data.cot.targets`); an implicit question is followed,
 with probability ``FOLLOW_UP``, by "why do you think so?" answered with the explicit reasoning, laid out as
 ``c2ser chat`` lays out a second turn (``answer "\n" question "\n" answer``).
+
+Waveform transform (``wave_transform``: a :class:`c2ser.data.augment.Augmenter` in training, a
+:class:`c2ser.data.augment.Condition` in evaluation): applied to the decoded clip before the log-mel; Emotion2Vec-S
+then hears the same transformed wave (the item carries ``wav``, features are computed online; cached features,
+of the clean clip, are not used). With ``cache`` the clean wave is kept, not its mel.
 """
 from __future__ import annotations
 
@@ -65,13 +70,15 @@ def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
 
 class ManifestDataset(torch.utils.data.Dataset):
     def __init__(self, rows: list[dict], processor: C2SERProcessor, feature_dir: str | None, ssl_enabled: bool,
-                 spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0, cache: bool = False):
+                 spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0, cache: bool = False,
+                 wave_transform=None):
         if not 0.0 <= chat_prompts <= 1.0:
             raise ValueError(f"data.chat_prompts={chat_prompts}: expected a probability in [0, 1]")
         # cache: clip index → (mel, ssl features or waveform), filled on first load (per process / worker)
         self.cache = {} if cache else None
         self.rows, self.processor, self.chat_prompts = rows, processor, chat_prompts
         self.feature_dir, self.ssl_enabled = feature_dir, ssl_enabled
+        self.wave_transform = wave_transform
         self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
         tok = processor.tokenizer
         prompt_len = {t: len(tok(p, add_special_tokens=False)["input_ids"]) for t, p in PROMPTS.items()}
@@ -95,7 +102,16 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         r = self.rows[i]
-        if self.cache is not None and i in self.cache:
+        if self.wave_transform is not None:
+            wav = self.cache.get(i) if self.cache is not None else None
+            if wav is None:
+                wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
+                if self.cache is not None:
+                    self.cache[i] = wav
+            wav = self.wave_transform(wav, r, self.epoch)
+            mel = self.processor.mel(wav, name=r["audio"])
+            speech = {"wav": wav} if self.ssl_enabled else {}
+        elif self.cache is not None and i in self.cache:
             mel, speech = self.cache[i]
         else:
             wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))

@@ -19,6 +19,8 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, gather_object, set_seed
 from tqdm import tqdm
 
+from c2ser.atomic import (TMP_MARK, WriteError, atomic_write_json, atomic_write_text, is_write_failure,
+                          remove_leftovers, write_error)
 from c2ser.checkpoint import load_weights, save_checkpoint
 from c2ser.config import to_dict
 from c2ser.data.validate import validate_training_rows
@@ -49,7 +51,81 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
 
 
 def _state_dirs(out: Path) -> list[Path]:
-    return sorted(out.glob("state-*"), key=lambda p: int(p.name.split("-")[1]))
+    """The ``state-N`` folders whose save finished (renamed from ``state-N.tmp-save``), oldest first."""
+    return sorted((p for p in out.glob("state-*") if p.is_dir() and p.name[6:].isdigit()),
+                  key=lambda p: int(p.name[6:]))
+
+
+def state_problem(d: Path) -> str | None:
+    """Why the state folder ``d`` cannot be resumed from (None: complete): its ``trainer_state.json`` lists every
+    file of the save with its size, so a missing or truncated file is found without loading anything."""
+    try:
+        st = json.loads((d / STATE_FILE).read_text())
+        int(st["step"]), int(st["epoch"]), int(st["consumed"])
+    except FileNotFoundError:
+        return f"no {STATE_FILE} (its save was interrupted)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable {STATE_FILE}"
+    for rel, size in st.get("files", {}).items():
+        f = d / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if f.stat().st_size != size:
+            return f"{rel} has {f.stat().st_size} bytes, {size} were written"
+    return None
+
+
+def resumable_states(out: Path, say=print) -> list[Path]:
+    """Complete states, newest first; each incomplete one is named with the reason (``say``)."""
+    good = []
+    for d in reversed(_state_dirs(out)):
+        why = state_problem(d)
+        if why:
+            say(f"skipped {d}: {why}")
+        else:
+            good.append(d)
+    return good
+
+
+def _resume(acc: Accelerator, out: Path) -> dict | None:
+    """Load the newest complete state (model, optimiser, RNG) and return its data position; None: a fresh start.
+    Leftovers of interrupted saves are removed; log.jsonl is cut back to the resumed update."""
+    if acc.is_main_process:
+        for p in remove_leftovers(out, "state-*"):
+            acc.print(f"removed {p} (an interrupted save)")
+    acc.wait_for_everyone()
+    states = resumable_states(out, acc.print)
+    st = None
+    for i, d in enumerate(states):
+        try:
+            acc.load_state(str(d), **({"load_module_strict": False} if _is_ds(acc) else {}))
+        except Exception as e:  # noqa: BLE001 - a damaged file of the right size: an older state overwrites all
+            why = f"skipped {d}: does not load ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            if i + 1 == len(states):
+                raise ValueError(f"{why}; no older state to fall back to (move the state-* folders away to "
+                                 "start over)") from None
+            acc.print(why)
+            continue
+        st = json.loads((d / STATE_FILE).read_text())
+        acc.print(f"resumed from {d} (update {st['step']}, epoch {st['epoch']}, batch {st['consumed']})")
+        break
+    if acc.is_main_process:
+        _cut_log(out / "log.jsonl", st["step"] if st else 0)
+    return st
+
+
+def _cut_log(path: Path, step: int) -> None:
+    """Keep the complete log lines up to ``step`` (a killed run logged later updates, maybe half a line)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n")[:-1]:  # the last piece: torn
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(keep))
 
 
 def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
@@ -68,9 +144,16 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     processor = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, cfg.model.whisper.long_audio)
     zero3 = acc.distributed_type == DistributedType.DEEPSPEED and acc.state.deepspeed_plugin.zero_stage == 3
 
+    augmenter = None
+    if cfg.data.augment.enabled:  # noise / reverberation / level on the waveform (c2ser/data/augment.py)
+        from c2ser.data.augment import Augmenter
+
+        augmenter = Augmenter(cfg.data.augment, rows, cfg.seed)
+        acc.print(f"augmentation on: {len(augmenter.bounds)} clips with a volume-bin-bounded gain, "
+                  f"{augmenter.unbounded} without (no stored loudness or bin disagreeing with the recomputed μ ± σ)")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
-                              cache=cfg.data.cache_features)
+                              cache=cfg.data.cache_features, wave_transform=augmenter)
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
@@ -87,14 +170,11 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     model, optimizer = acc.prepare(model, optimizer)
     acc.init_trackers("train", config={"task": cfg.task, "lr": cfg.optim.lr})
 
-    # ---- resume ------------------------------------------------------------------------------------
+    # ---- resume: the newest complete state (incomplete ones are named and skipped) ----------------------
     step, epoch, consumed = 0, 0, 0
-    states = _state_dirs(out)
-    if states:
-        acc.load_state(str(states[-1]), **({"load_module_strict": False} if _is_ds(acc) else {}))
-        st = json.loads((states[-1] / STATE_FILE).read_text())
+    st = _resume(acc, out)
+    if st:
         step, epoch, consumed = st["step"], st["epoch"], st["consumed"]
-        acc.print(f"resumed from {states[-1]} (update {step}, epoch {epoch}, batch {consumed})")
 
     bar = tqdm(total=total_steps, initial=step, disable=not acc.is_main_process, desc=f"train[{cfg.task}]")
     t0, seen, frames = time.time(), 0, 0
@@ -179,11 +259,33 @@ def _is_ds(acc: Accelerator) -> bool:
 
 
 def _save_state(acc: Accelerator, out: Path, step: int, epoch: int, consumed: int, keep: int) -> None:
-    """A resumable state: model + optimiser + RNG (accelerate) and the data position (ours)."""
+    """A resumable state: model + optimiser + RNG (accelerate) and the data position (ours), written into
+    ``state-N.tmp-save`` by every process and renamed to ``state-N`` by the main process once all of them
+    finished and ``trainer_state.json`` (with every file's size) is written: a kill at any moment of a save
+    leaves the previous state as the newest complete one."""
     d = out / f"state-{step}"
-    acc.save_state(str(d), **({"exclude_frozen_parameters": True} if _is_ds(acc) else {}))
+    tmp = d.with_name(d.name + TMP_MARK + "save")
     if acc.is_main_process:
-        (d / STATE_FILE).write_text(json.dumps({"step": step, "epoch": epoch, "consumed": consumed}))
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    try:
+        acc.save_state(str(tmp), **({"exclude_frozen_parameters": True} if _is_ds(acc) else {}))
+    except Exception as e:
+        if is_write_failure(e, tmp):  # torch.save says "unexpected pos" on a full disk: the file system tells
+            err = write_error(tmp, e)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise err from None
+        raise
+    acc.wait_for_everyone()  # every process has written its files
+    if acc.is_main_process:
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        try:
+            atomic_write_json(tmp / STATE_FILE, {"step": step, "epoch": epoch, "consumed": consumed, "files": files})
+        except WriteError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(d, ignore_errors=True)  # an incomplete state-N of an earlier run
+        os.replace(tmp, d)
         for old in _state_dirs(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()

@@ -31,8 +31,12 @@ test_corpora="emo_emilia meld casia"   # corpora evaluated in stages 6, 8, 9
 official=auto                          # the released C2SER_llm.pt for stage 9 (auto: none; tiny: a synthetic one)
 official_qwen2=                        # the Qwen2-7B directory the release was trained on
 overlay=                               # extra training configs merged last, comma-separated ({stage} = stage1 | stage2)
-head_overlay=                          # extra head-stage configs merged last, comma-separated
+head_overlay=                          # extra head-stage configs merged last, comma-separated, e.g.
+                                       # recipes/c2ser/conf/head_lora.yaml: joint LoRA tuning
 per_class=8                            # tiny: clips per emotion of each fake corpus
+llm_pretrain_steps=200                 # tiny: the tiny LLM is pre-trained this long on the recipe's texts (next-token
+                                       # prediction, seeded, seconds) so that the frozen LLM + LoRA of model.yaml
+                                       # adapt a language model, not noise (0: random weights, as the CPU demo's)
 cot_group_by=                          # chain-of-thought bins per value of this field (e.g. speaker)
 synthetic_emotions=neutral,happy,sad,angry   # the synthetic corpus (the CPU demo's)
 synthetic_held_out=40,30,60            # its valid, valid2, test clips per emotion
@@ -131,9 +135,9 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "== stage 2: models"
-  if [ "$size" = tiny ]; then  # random weights in the real formats; the BPE tokenizer learns the targets
+  if [ "$size" = tiny ]; then  # random weights in the real formats; the BPE tokenizer (and LLM) learn the targets
     official_arg=""; [ "$official" = none ] || official_arg="--official $official"
-    c2ser build-tiny $models --texts $data/train.jsonl $official_arg
+    c2ser build-tiny $models --texts $data/train.jsonl --llm-pretrain-steps $llm_pretrain_steps $official_arg
   fi
 fi
 
@@ -162,8 +166,8 @@ fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "== stage 7: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
-  for head in gen_ser ce; do   # the backbone is frozen: its conditioning is computed once per head, in memory
-    c2ser train-head --config $conf/head.yaml $head_size_conf $(configs "$head_overlay") seed=$seed \
+  for head in gen_ser ce; do   # data-parallel like stages 4/5; each batch's conditioning is computed on the fly
+    $launch train-head --config $conf/head.yaml $head_size_conf $(configs "$head_overlay") seed=$seed \
       kind=$head backbone=$exp/stage2/final corpus=$(echo $train_corpora | cut -d' ' -f1) \
       train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
       output_dir=$exp/head_$head

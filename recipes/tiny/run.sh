@@ -48,7 +48,7 @@ recipe() {  # recipe SEED_EXP SEED FROM TO
   [ "$3" -le "$4" ] || return 0
   bash recipes/c2ser/run.sh --size tiny --exp "$1" --seed "$2" --stage "$3" --stop_stage "$4" \
     --train_corpora synthetic --test_corpora synthetic --per_class "$per_class" --accelerate_config= \
-    --cot_group_by speaker --official none --overlay "$overlay" --head_overlay "$head_overlay" \
+    --cot_group_by speaker --official none --llm_pretrain_steps 0 --overlay "$overlay" --head_overlay "$head_overlay" \
     ${passthrough[@]+"${passthrough[@]}"}
 }
 in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }

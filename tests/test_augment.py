@@ -1,0 +1,236 @@
+"""Waveform augmentation and evaluation conditions (c2ser/data/augment.py), checked on measured values: the SNR of
+each noise kind, the decay of an impulse response, the level kept in its volume bin, the telephone band, the
+determinism per clip key, and the ``--condition`` parsing."""
+import json
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+from scipy.signal import welch
+
+from c2ser.data.augment import (NOISE_KINDS, Augmenter, Condition, coloured_noise, key_rng, parse_condition,
+                                synthetic_rir, telephone)
+from c2ser.training.config import AugmentConfig
+
+SR = 16000
+
+
+def _voice(seconds: float, f0: float, amp: float, seed: int) -> np.ndarray:
+    """A speech-like test signal: a harmonic tone with a syllable-rate envelope and a little noise."""
+    t = np.arange(int(seconds * SR)) / SR
+    env = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t) ** 2
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * env
+    x += 0.02 * np.random.default_rng(seed).standard_normal(t.size)
+    return (amp * x / np.max(np.abs(x))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """8 wav files at different levels, as manifest rows (babble and level tests)."""
+    root = tmp_path_factory.mktemp("aug")
+    rows = []
+    for i in range(8):
+        wav = _voice(1.2 + 0.1 * i, 110 + 20 * i, 0.05 + 0.08 * i, i)
+        path = root / f"c{i}.wav"
+        sf.write(path, wav, SR)
+        rows.append({"key": f"c{i}", "audio": str(path), "speaker": "ab"[i % 2]})
+    return rows
+
+
+@pytest.mark.parametrize("kind", NOISE_KINDS)
+@pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])
+def test_noise_is_mixed_at_the_asked_snr(clips, kind, snr):
+    clean = _voice(1.5, 150, 0.3, 99)
+    mixed = Condition(f"noise:{kind}:{snr:g}", clips)(clean, {"key": "probe"})
+    noise = mixed.astype(np.float64) - clean.astype(np.float64)
+    measured = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean(noise ** 2))
+    assert abs(measured - snr) < 0.5 and mixed.shape == clean.shape and mixed.dtype == np.float32
+
+
+@pytest.mark.parametrize("kind,slope", [("white", 0.0), ("pink", -1.0), ("brown", -2.0)])
+def test_noise_colours_have_their_spectral_slope(kind, slope):
+    f, p = welch(coloured_noise(kind, 4 * SR, key_rng(kind)), SR, nperseg=2048)
+    band = (f > 50) & (f < 7000)
+    fitted = np.polyfit(np.log10(f[band]), np.log10(p[band]), 1)[0]  # log power per decade of frequency
+    assert abs(fitted - slope) < 0.1
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.6, 1.0])
+def test_impulse_response_decays_60_db_over_rt60(rt60):
+    """Schroeder's energy decay curve, fitted between -5 and -35 dB (T30), extrapolated to -60 dB. Tolerance 5 %:
+    the tail is one Gaussian realisation whose expected decay is exact; over 20 keys per RT60 the estimate stayed
+    within 1.6 % (a finite noise sample's EDC wiggles around the line), so 5 % fails only on a wrong decay."""
+    for k in range(3):
+        h = synthetic_rir(rt60, key_rng("rir", rt60, k))
+        energy = np.cumsum((h ** 2)[::-1])[::-1]
+        edc = 10 * np.log10(energy / energy[0])
+        t = np.arange(len(h)) / SR
+        fit = (edc <= -5) & (edc >= -35)
+        estimated = -60 / np.polyfit(t[fit], edc[fit], 1)[0]
+        assert estimated == pytest.approx(rt60, rel=0.05)
+        assert h[0] == 1.0 and len(h) == round(1.5 * rt60 * SR)
+
+
+def test_reverberation_keeps_length_and_power_and_spreads_energy_in_time():
+    clean = np.zeros(SR, np.float32)
+    clean[1000] = 1.0  # a click: after reverberation its energy lasts
+    wet = Condition("reverb:0.6")(clean, {"key": "k"})
+    assert wet.shape == clean.shape and np.mean(wet.astype(np.float64) ** 2) == pytest.approx(1 / SR, rel=1e-4)
+    assert np.abs(wet[: 1000]).max() < 1e-9 and np.abs(wet[5000:9000]).max() > 1e-3
+
+
+def test_telephone_band_attenuates_outside_300_3400_hz():
+    x = key_rng("tel").standard_normal(2 * SR).astype(np.float32)
+    y = telephone(x)
+    f, p_in = welch(x, SR, nperseg=1024)
+    _, p_out = welch(y, SR, nperseg=1024)
+    gain = 10 * np.log10(p_out / p_in)
+    assert y.shape == x.shape
+    assert np.all(np.abs(gain[(f >= 500) & (f <= 3000)] - gain[(f >= 500) & (f <= 3000)].mean()) < 1.0)  # flat band
+    assert gain[(f >= 500) & (f <= 3000)].mean() - gain[(f >= 30) & (f <= 150)].max() > 30
+    assert gain[(f >= 500) & (f <= 3000)].mean() - gain[f >= 3800].max() > 40
+
+
+def _lufs(wav):
+    return pyloudnorm.Meter(SR).integrated_loudness(wav.astype(np.float64))
+
+
+def _bin(v, mu, sd):
+    return "low" if v < mu - sd else "high" if v > mu + sd else "medium"
+
+
+def test_level_change_stays_within_range_and_keeps_the_volume_bin(clips):
+    # style measured and binned here (per speaker, as cot_labels.py --group-by speaker), independently of augment.py
+    rows = [dict(r, style={"loudness_lufs": _lufs(sf.read(r["audio"], dtype="float32")[0])}) for r in clips]
+    for spk in "ab":
+        vals = np.array([r["style"]["loudness_lufs"] for r in rows if r["speaker"] == spk])
+        for r in rows:
+            if r["speaker"] == spk:
+                r["style"]["volume_bin"] = _bin(r["style"]["loudness_lufs"], vals.mean(), vals.std())
+    assert {r["style"]["volume_bin"] for r in rows} == {"low", "medium", "high"}
+    cfg = AugmentConfig(enabled=True, gain_prob=1.0, noise_prob=0.5, reverb_prob=0.3, gain_db=[-6.0, 6.0],
+                        volume_group_by="speaker")
+    aug = Augmenter(cfg, rows, seed=3)
+    assert aug.unbounded == 0
+    changes = []
+    for r in rows:
+        vals = np.array([q["style"]["loudness_lufs"] for q in rows if q["speaker"] == r["speaker"]])
+        wav = sf.read(r["audio"], dtype="float32")[0]
+        for epoch in range(4):
+            out = aug(wav, r, epoch)
+            delta = _lufs(out) - r["style"]["loudness_lufs"]
+            assert -6.0 - 1e-6 <= delta <= 6.0 + 1e-6
+            assert _bin(_lufs(out), vals.mean(), vals.std()) == r["style"]["volume_bin"], (r["key"], epoch)
+            changes.append(delta)
+    assert max(changes) > 1.0 and min(changes) < -1.0  # the gain is really used, both ways
+
+
+def test_same_key_same_output_other_key_other_output_in_any_order(clips):
+    wav = _voice(1.0, 140, 0.3, 5)
+    cond = Condition("reverb:0.4+noise:babble:5", clips)
+    first = [cond(wav, {"key": k}) for k in ("a", "b", "c")]
+    again = Condition("reverb:0.4+noise:babble:5", clips[::-1])  # other row order, other call order
+    later = {k: again(wav, {"key": k}) for k in ("c", "a", "b")}
+    assert all(np.array_equal(x, later[k]) for x, k in zip(first, "abc"))
+    assert not np.allclose(first[0], first[1])
+    aug = Augmenter(AugmentConfig(enabled=True, noise_prob=1.0, reverb_prob=1.0, gain_prob=1.0), clips, seed=7)
+    row = dict(clips[0])
+    x0, x1 = aug(wav, row, 0), aug(wav, row, 1)
+    assert np.array_equal(x0, Augmenter(aug.cfg, clips[::-1], seed=7)(wav, row, 0))
+    assert not np.allclose(x0, x1) and not np.allclose(x0, Augmenter(aug.cfg, clips, seed=8)(wav, row, 0))
+
+
+@pytest.mark.parametrize("spec,steps", [
+    ("clean", []), ("noise:white:20", [("noise", "white", 20.0)]), ("noise:babble:-5", [("noise", "babble", -5.0)]),
+    ("reverb:0.6", [("reverb", 0.6)]), ("telephone", [("telephone",)]),
+    ("reverb:0.3+noise:pink:10", [("reverb", 0.3), ("noise", "pink", 10.0)])])
+def test_condition_specs_parse(spec, steps):
+    assert parse_condition(spec) == steps
+
+
+@pytest.mark.parametrize("spec,why", [
+    ("noise:white", "is not noise:KIND:SNR_DB"), ("noise:purple:10", "is not noise:KIND:SNR_DB"),
+    ("noise:white:loud", "not a number"), ("reverb:0", "0 < RT60"), ("reverb:9", "0 < RT60"),
+    ("telephone:8", "unknown condition"), ("echo", "unknown condition"), ("", "empty"),
+    ("noise:white:nan", "not finite")])
+def test_bad_condition_specs_get_one_line_listing_the_valid_forms(spec, why):
+    with pytest.raises(ValueError) as e:
+        parse_condition(spec)
+    msg = str(e.value)
+    assert why in msg and "valid forms: clean | noise:KIND:SNR_DB" in msg and "\n" not in msg
+
+
+def test_eval_rejects_a_bad_condition_in_one_line(tmp_path, capsys):
+    from c2ser.cli import main
+
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"key": "a"}) + "\n")
+    assert main(["eval", "--checkpoint", str(tmp_path), "--manifest", str(m), "--corpus", "synthetic",
+                 "--out", str(tmp_path / "o"), "--condition", "noise:white"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--condition 'noise:white'" in err[0] and "valid forms" in err[0]
+
+
+def test_augment_config_checks():
+    from c2ser.testing import tiny_model_config
+    from c2ser.training.config import DataConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="snr_db"):
+        AugmentConfig(snr_db=[20.0, 5.0])
+    with pytest.raises(ValueError, match="noise_kinds"):
+        AugmentConfig(noise_kinds=["pinkish"])
+    with pytest.raises(ValueError, match="model.ssl.checkpoint"):  # cached SSL features are of clean audio
+        TrainConfig(model=tiny_model_config({"whisper": "w", "llm": "l"}),
+                    data=DataConfig(train_manifest="t", augment=AugmentConfig(enabled=True)))
+
+
+def test_noise_files_are_found_recursively_and_mixed(clips, tmp_path):
+    from c2ser.data.augment import noise_files
+
+    (tmp_path / "noise" / "free-sound").mkdir(parents=True)
+    t = np.arange(SR) / SR
+    sf.write(tmp_path / "noise" / "free-sound" / "hum.flac", (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), SR)
+    sf.write(tmp_path / "noise" / "hum.wav", (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), SR)
+    (tmp_path / "noise" / "README.txt").write_text("not audio")
+    assert [f.name for f in noise_files(tmp_path / "noise")] == ["hum.flac", "hum.wav"]
+    cfg = AugmentConfig(enabled=True, noise_prob=1.0, reverb_prob=0.0, gain_prob=0.0, snr_db=[0.0, 0.0],
+                        noise_dir=str(tmp_path / "noise"))
+    clean = _voice(1.0, 200, 0.3, 1)
+    out = Augmenter(cfg, clips, seed=0)(clean, {"key": "x"}, 0)
+    f, p_clean = welch(clean, SR, nperseg=1024)
+    _, p_out = welch(out, SR, nperseg=1024)
+    at = np.argmin(np.abs(f - 3000))
+    assert p_out[at] > 1000 * p_clean[at]  # the 3 kHz hum is in the mixture
+    with pytest.raises(ValueError, match="no noise files"):
+        (tmp_path / "empty").mkdir()
+        noise_files(tmp_path / "empty")
+
+
+class _Words:
+    """A whitespace tokenizer: enough for the dataset's length bookkeeping."""
+    eos_token_id = 0
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [1] * len(text.split())}
+
+
+def test_training_items_carry_the_augmented_wave_for_both_encoders(clips, tmp_path):
+    """With a wave transform, the item's mel and its ``wav`` (Emotion2Vec-S online) are of the same augmented clip,
+    cached SSL features are not used, and an item does not depend on which items were read before it."""
+    from c2ser.models.processor import C2SERProcessor
+    from c2ser.training.data import ManifestDataset
+
+    rows = [dict(r, duration=1.0, explicit_target="e", implicit_target="i") for r in clips[:3]]
+    proc = C2SERProcessor(_Words(), 80, "crop")
+    aug = Augmenter(AugmentConfig(enabled=True, noise_prob=1.0, reverb_prob=1.0), rows, seed=1)
+    ds = ManifestDataset(rows, proc, str(tmp_path / "no-features-here"), True, wave_transform=aug, cache=True)
+    plain = ManifestDataset(rows, proc, None, True)
+    forward = [ds[i] for i in range(3)]
+    backward = {i: ds[i] for i in (2, 1, 0)}   # cached clean waves now, other order
+    for i, it in enumerate(forward):
+        assert "ssl" not in it and np.array_equal(it["wav"], backward[i]["wav"])
+        assert np.array_equal(it["mel"], proc.mel(it["wav"])) and np.array_equal(it["mel"], backward[i]["mel"])
+        assert not np.allclose(it["wav"], plain[i]["wav"])
+    ds.epoch = 1
+    assert not np.allclose(ds[0]["wav"], forward[0]["wav"])  # a new draw each epoch
