@@ -2,8 +2,9 @@
 
     python eval/aggregate_seeds.py exp/tiny --seeds 0,1,2 [--out exp/tiny/RESULTS.md]
 
-Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test) and ``EXP/seedS/eval_valid/<system>/results.json``
-(validation) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
+Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test), ``EXP/seedS/eval_valid/<system>/results.json``
+(validation) and ``EXP/seedS/eval_valid2/<system>/results.json`` (the second validation split, the demo's former
+test split: docs/demo.md) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
 (``head_gen_ser/final/head/config.yaml``), the heads' parameter counts, and ``cpu_times.txt`` / ``wall.json``
 (written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample
 standard deviation (n − 1); a system missing for some seed is reported over the seeds that have it (the count is
@@ -37,9 +38,16 @@ def _results(path: Path) -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+CHAT_GROUPS = [("overall", "all"), ("en", "English questions"), ("zh", "Chinese questions"),
+               ("audio_en", "English clips"), ("audio_zh", "Chinese clips")]
+
+
 def _chat(path: Path) -> dict | None:
-    """The overall rates of eval/chat_consistency.py (None when it was not run)."""
-    return json.loads(path.read_text())["overall"] if path.is_file() else None
+    """The rates of eval/chat_consistency.py, overall and per language (None when it was not run)."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {k: data[k] for k, _ in CHAT_GROUPS if k in data}
 
 
 def cpu_seconds(path: Path) -> float | None:
@@ -77,6 +85,7 @@ def collect(exp: Path, seeds: list[str]) -> dict:
         wall = json.loads((d / "wall.json").read_text()) if (d / "wall.json").is_file() else {}
         per[s] = {"test": {k: _results(d / "eval" / k) for k, _ in SYSTEMS},
                   "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
+                  "valid2": {k: _results(d / "eval_valid2" / k) for k, _ in SYSTEMS},
                   "gen_ser": head_info(d, "gen_ser"), "ce": head_info(d, "ce"),
                   "chat": _chat(d / "chat_consistency.json"),
                   "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
@@ -87,12 +96,13 @@ def collect(exp: Path, seeds: list[str]) -> dict:
 def table(per: dict) -> str:
     seeds = list(per)
     lines = [f"## Results: mean ± std over seeds {', '.join(seeds)} (synthetic test split; UA %, chance 25 %)", "",
-             "| system | seeds | valid UA | test UA | test n | style pitch | style volume | style pace |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| system | seeds | valid UA | valid2 UA | test UA | test n | style pitch | style volume | style pace |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, name in SYSTEMS:
         tests = [per[s]["test"][key] for s in seeds if per[s]["test"][key]]
         valids = [per[s]["valid"][key] for s in seeds if per[s]["valid"][key]]
-        if not tests and not valids:
+        valids2 = [per[s]["valid2"][key] for s in seeds if per[s]["valid2"][key]]
+        if not tests and not valids and not valids2:
             continue
         style = []
         for attr in STYLE:
@@ -101,15 +111,21 @@ def table(per: dict) -> str:
             style.append(mean_std(vals))
         n = tests[0]["n"] if tests else "–"
         lines.append(f"| {name} | {len(tests)} | {mean_std([v['UA'] for v in valids])} | "
+                     f"{mean_std([v['UA'] for v in valids2])} | "
                      f"{mean_std([t['UA'] for t in tests])} | {n} | " + " | ".join(style) + " |")
-    chats = [per[s]["chat"] for s in seeds if per[s]["chat"] and per[s]["chat"].get("n")]
+    chats = [per[s]["chat"] for s in seeds if per[s]["chat"] and per[s]["chat"].get("overall", {}).get("n")]
     if chats:
-        lines += ["", "Chat (`c2ser chat` on the stage-2 model, one EN and one ZH question worded unlike any training "
-                  f"prompt, then \"why?\"; {chats[0]['n']} conversations per seed, test clips), over {len(chats)} seeds:",
-                  "", "| same label as `c2ser predict` | follow-up same label | answer in the question's language |",
-                  "|---|---|---|",
-                  "| " + " | ".join(mean_std([c[k] for c in chats])
-                                  for k in ("same_label", "follow_up_same_label", "same_language")) + " |"]
+        lines += ["", "Chat (`c2ser chat` on the stage-2 model: test clips balanced over languages and emotions, each "
+                  "asked one EN and one ZH question, then a follow-up asking for the reasoning, all worded unlike any "
+                  f"training prompt; {chats[0]['overall']['n']} conversations per seed), over {len(chats)} seeds:",
+                  "", "| conversations | n per seed | same label as `c2ser predict` | follow-up same label | "
+                  "answer in the question's language |", "|---|---|---|---|---|"]
+        for group, label in CHAT_GROUPS:
+            have = [c[group] for c in chats if (c.get(group) or {}).get("n")]
+            if have:
+                lines.append(f"| {label} | {have[0]['n']} | " + " | ".join(
+                    mean_std([c[k] for c in have]) for k in ("same_label", "follow_up_same_label", "same_language"))
+                    + " |")
     lines += ["", "| seed | Gen-SER steps (chosen on valid) | Gen-SER params | CE params | wall s | CPU s (user+sys) |"
               " stages |", "|---|---|---|---|---|---|---|"]
     for s in seeds:
@@ -117,7 +133,10 @@ def table(per: dict) -> str:
         lines.append(f"| {s} | {p['gen_ser'].get('steps', '–')} | {p['gen_ser'].get('params', '–')} | "
                      f"{p['ce'].get('params', '–')} | {p['wall_s'] if p['wall_s'] is not None else '–'} | "
                      f"{round(p['cpu_s']) if p['cpu_s'] is not None else '–'} | {p['stages'] or '–'} |")
-    lines += ["", "Style: accuracy of the pitch / volume / pace words of the explicit answers against the measured bins "
+    lines += ["", "valid: the validation split (every choice of the demo); valid2: a second validation split, the "
+              "demo's former test split, whose scores steered the corpus; test: voices and sentences drawn by a rule "
+              "fixed before any result on them (docs/demo.md, \"Protocol\").",
+              "", "Style: accuracy of the pitch / volume / pace words of the explicit answers against the measured bins "
               "(each speaker's μ ± σ). The first seed's time includes data preparation, features and models; the "
               "other seeds reuse them."]
     return "\n".join(lines) + "\n"

@@ -50,3 +50,24 @@ def rehearsal(tmp_path_factory):
     return exp, out
 
 
+
+
+# The CI size of `make demo` (tests/test_demo_pipeline.py): every stage of recipes/tiny/run.sh, two seeds, cut to a
+# few clips and updates (recipes/tiny/conf/ci_train.yaml and ci_head.yaml say why each value):
+DEMO_CI_ARGS = ["--seeds", "0,1",
+                "--per_class", "8",                   # 32 training clips (the demo: 1000)
+                "--synthetic_held_out", "2,2,2",      # 8 valid, 8 valid2, 8 test clips (the demo: 160 / 120 / 240)
+                "--chat_clips", "8",                  # one test clip per language × emotion (the demo: 40)
+                "--overlay", "recipes/tiny/conf/ci_train.yaml", "--head_overlay", "recipes/tiny/conf/ci_head.yaml"]
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(tmp_path_factory):
+    """Run `make demo`'s recipe (recipes/tiny/run.sh) end to end at the CI size; returns (exp dir, console output)."""
+    exp = tmp_path_factory.mktemp("demo") / "exp"
+    proc = subprocess.run(["bash", "recipes/tiny/run.sh", "--exp", str(exp), *DEMO_CI_ARGS], cwd=REPO,
+                          env=recipe_env(), capture_output=True, text=True, timeout=1500)
+    out = proc.stdout + proc.stderr
+    (exp.parent / "demo.log").write_text(out)
+    assert proc.returncode == 0, out[-6000:]
+    return exp, out

@@ -16,13 +16,13 @@ FOUR = ("neutral", "happy", "sad", "angry")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("syn")
     return out, build_synthetic_corpus(out, FOUR, per_class=16, valid_per_class=2, test_per_class=4, seed=1,
-                                       progress=False)
+                                       progress=False, valid2_per_class=2)
 
 
 def test_same_seed_same_manifest_and_audio_bytes(corpus, tmp_path):
     out, paths = corpus
     again = build_synthetic_corpus(tmp_path, FOUR, per_class=16, valid_per_class=2, test_per_class=4, seed=1,
-                                   progress=False)
+                                   progress=False, valid2_per_class=2)
     a, b = read_manifest(paths["train"]), read_manifest(again["train"])
     assert [(r["key"], r["text"], r["speaker"], r["duration"]) for r in a] == \
            [(r["key"], r["text"], r["speaker"], r["duration"]) for r in b]
@@ -32,10 +32,14 @@ def test_same_seed_same_manifest_and_audio_bytes(corpus, tmp_path):
 
 def test_splits_hold_out_sentences_and_voices(corpus):
     _, paths = corpus
-    train, test = read_manifest(paths["train"]), read_manifest(paths["test"])
-    assert len(train) == 64 and len(test) == 16 and {r["emotion"] for r in train} == set(FOUR)
-    assert not {r["text"] for r in train} & {r["text"] for r in test}
-    assert not {r["speaker"] for r in train} & {r["speaker"] for r in test}
+    split = {s: read_manifest(paths[s]) for s in ("train", "valid", "valid2", "test")}
+    train, test = split["train"], split["test"]
+    assert len(train) == 64 and len(test) == 16 and len(split["valid2"]) == 8
+    assert {r["emotion"] for r in train} == set(FOUR)
+    for a, b in (("train", "valid"), ("train", "valid2"), ("train", "test"), ("valid", "valid2"), ("valid", "test"),
+                 ("valid2", "test")):
+        assert not {r["text"] for r in split[a]} & {r["text"] for r in split[b]}, (a, b)
+        assert not {r["speaker"] for r in split[a]} & {r["speaker"] for r in split[b]}, (a, b)
     assert {r["language"] for r in train} == {"en", "zh"}
     assert validate_manifest(train) == []
 

@@ -61,3 +61,53 @@ def test_dataset_varies_prompts_only_when_asked(tiny_models, tmp_path):
     with pytest.raises(ValueError, match="chat_prompts"):
         ManifestDataset(rows, proc, paths["features"], True, chat_prompts=1.5)
     assert EXPLICIT_PROMPT in EXPLICIT_QUESTIONS["en"]
+
+
+def _chat_consistency():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "chat_consistency.py"
+    spec = importlib.util.spec_from_file_location("chat_consistency", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chat_check_questions_are_worded_unlike_every_training_prompt():
+    from difflib import SequenceMatcher
+
+    from c2ser.prompts import GEN_SER_PROMPT
+
+    cc = _chat_consistency()
+    training = [p for d in (EXPLICIT_QUESTIONS, IMPLICIT_QUESTIONS, WHY_QUESTIONS) for ps in d.values() for p in ps]
+    training += [EXPLICIT_PROMPT, IMPLICIT_PROMPT, GEN_SER_PROMPT]
+    for asked in list(cc.QUESTIONS.values()) + list(cc.FOLLOW_UPS.values()):
+        closest = max(training, key=lambda t: SequenceMatcher(None, asked.lower(), t.lower()).ratio())
+        # "Why do you think so?" (a training follow-up) scored 1.0; the closest training prompts score ≤ 0.57
+        assert SequenceMatcher(None, asked.lower(), closest.lower()).ratio() < 0.6, (asked, closest)
+
+
+def test_chat_clips_are_balanced_over_languages_and_emotions():
+    cc = _chat_consistency()
+    emotions = ("neutral", "happy", "sad", "angry")
+    # the synthetic manifest's order: emotion blocks, languages alternating (every 6th row was always English)
+    rows = [{"key": f"{e}-{j}", "emotion": e, "language": ("en", "zh")[j % 2]} for e in emotions for j in range(60)]
+    picked = cc.balanced_rows(rows, 40)
+    cells = {}
+    for r in picked:
+        cells[(r["language"], r["emotion"])] = cells.get((r["language"], r["emotion"]), 0) + 1
+    assert len(picked) == 40 and len({r["key"] for r in picked}) == 40
+    assert cells == {(lang, e): 5 for lang in ("en", "zh") for e in emotions}
+    spread = [int(r["key"].split("-")[1]) for r in picked if r["language"] == "en" and r["emotion"] == "sad"]
+    assert spread == [0, 12, 24, 36, 48]  # spread over the cell, not its first rows
+    odd = cc.balanced_rows(rows, 10)  # 10 over 8 cells: the first two cells (sorted) get one more
+    assert len(odd) == 10 and sum(r["language"] == "zh" for r in odd) == 4
+    assert cc.balanced_rows(rows[:3], 40) == rows[:3]
+
+
+def test_chat_rates_count_an_unparsed_answer_as_disagreement():
+    cc = _chat_consistency()
+    records = [{"label": None, "predict": None, "follow_up_label": None, "answer": "度度", "language": "en"},
+               {"label": "sad", "predict": "sad", "follow_up_label": "happy", "answer": "It is sad.", "language": "en"}]
+    assert cc.rates(records) == {"n": 2, "same_label": 0.5, "follow_up_same_label": 0.0, "same_language": 0.5}

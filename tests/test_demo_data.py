@@ -1,12 +1,14 @@
-"""The demo's corpus design and result tooling: held-out voices and sentences per split, a style signature per
-emotion, the Gen-SER step choice on validation, and the mean ± std table over seeds."""
+"""The demo's corpus design and result tooling: held-out voices (distinct by their audio) and sentences per split, a
+style signature per emotion, the Gen-SER step choice on validation, and the mean ± std table over seeds."""
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from c2ser.data.synthetic import INTENDED, SENTENCES, VARIANTS, VOICES, _plan, sentence_pool
+from c2ser.data.synthetic import (INTENDED, SENTENCES, SPLITS, TEST_SENTENCES, VARIANTS, VOICES, VoiceRender, _plan,
+                                  duplicate_voices, render_voices, sentence_pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import aggregate_seeds  # noqa: E402
@@ -21,20 +23,47 @@ def _variant(voice: str) -> str:
 
 def test_splits_use_disjoint_voice_variants_and_sentences():
     for lang in ("en", "zh"):
-        variants = {s: {_variant(v) for v in VOICES[lang][s]} for s in ("train", "valid", "test")}
-        assert not variants["train"] & variants["valid"] and not variants["train"] & variants["test"]
-        assert not variants["valid"] & variants["test"]
-        assert len(variants["test"]) >= 4 and len(variants["valid"]) >= 3
-        pools = {s: set(sentence_pool(lang, s)) for s in ("train", "valid", "test")}
-        assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]
-        assert not pools["valid"] & pools["test"]
-        assert set().union(*pools.values()) == set(SENTENCES[lang])
-    assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 36
+        variants = {s: {_variant(v) for v in VOICES[lang][s]} for s in SPLITS}
+        pools = {s: set(sentence_pool(lang, s)) for s in SPLITS}
+        for i, a in enumerate(SPLITS):
+            for b in SPLITS[i + 1:]:
+                assert not variants[a] & variants[b], (lang, a, b)
+                assert not pools[a] & pools[b], (lang, a, b)
+        assert len(variants["test"]) >= 4 and len(variants["valid2"]) >= 4 and len(variants["valid"]) >= 3
+        assert set().union(*pools.values()) == set(SENTENCES[lang]) | set(TEST_SENTENCES[lang])
+        assert pools["test"] == set(TEST_SENTENCES[lang]) and not pools["test"] & set(SENTENCES[lang])
+    assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 35
+
+
+def test_every_voice_renders_audio_distinct_from_every_other_voice():
+    # on the audio, not the names: one fixed sentence per voice at the neutral prosody. The base voices (en-us,
+    # cmn, ...) are in the set too, so a variant espeak-ng ignores (it did for every en-gb+X) fails the check.
+    for lang in ("en", "zh"):
+        voices = [v for s in SPLITS for v in VOICES[lang][s]]
+        assert len(set(voices)) == len(voices)
+        bases = sorted({v.split("+")[0] for v in voices})
+        renders = render_voices(voices + bases, lang)
+        assert duplicate_voices(renders) == [], lang
+        assert len({r.sha1 for r in renders}) == len(renders)
+
+
+def test_the_voice_check_sees_ignored_variants_and_near_copies():
+    en_gb = render_voices(["en-gb+f3", "en-gb+m2", "en+f3", "en+m2"], "en")
+    assert en_gb[0].sha1 == en_gb[1].sha1 and en_gb[2].sha1 != en_gb[3].sha1  # espeak-ng ignores en-gb's variant
+    assert [(a, b) for a, b, _ in duplicate_voices(en_gb)] == [("en-gb+f3", "en-gb+m2")]
+    near = render_voices(["en-us+adam", "en-us+caleb"], "en")  # other samples, the same voice to the ear
+    assert near[0].sha1 != near[1].sha1 and [(a, b) for a, b, _ in duplicate_voices(near)] == [
+        ("en-us+adam", "en-us+caleb")]
+    x = near[0]
+    louder = VoiceRender("louder", "other", x.logmel + 6.0, x.level_db + 6, x.seconds)  # a gain is not a new voice
+    other = VoiceRender("other", "other2", x.logmel + np.linspace(-3, 3, 40)[:, None], x.level_db, x.seconds)
+    assert duplicate_voices([x, louder]) and not duplicate_voices([x, other])
 
 
 def test_every_voice_speaks_every_emotion_about_equally_often():
-    jobs = _plan(list(FOUR), per_class=150, langs=["en", "zh"], seed=0, test_per_class=60, valid_per_class=40)
-    for split in ("train", "valid", "test"):
+    jobs = _plan(list(FOUR), per_class=150, langs=["en", "zh"], seed=0, test_per_class=60, valid_per_class=40,
+                 valid2_per_class=40)
+    for split in SPLITS:
         counts = {}
         for j in jobs:
             if j["split"] == split:
@@ -52,6 +81,7 @@ def test_plan_balances_classes_and_languages_with_held_out_voices():
     assert sum(j["lang"] == "zh" for j in test) == 120
     assert all(j["voice"] in VOICES[j["lang"]]["test"] for j in test)
     assert all(j["voice"] in VOICES[j["lang"]]["valid"] for j in jobs if j["split"] == "valid")
+    assert not [j for j in jobs if j["split"] == "valid2"]  # valid2_per_class defaults to 0
 
 
 def test_each_demo_emotion_has_its_own_style_signature():
@@ -78,14 +108,15 @@ def test_aggregate_reports_mean_and_sample_std_per_system(tmp_path):
         d = tmp_path / f"seed{s}"
         _results(d / "eval" / "stage2-implicit", ua)
         _results(d / "eval_valid" / "stage2-implicit", ua - 0.02)
+        _results(d / "eval_valid2" / "stage2-implicit", ua - 0.04)
         _results(d / "eval" / "stage1-explicit", 0.8, {"pitch": 0.9, "volume": 0.8, "pace": 0.7})
         (d / "cpu_times.txt").write_text("1m30.500s 0m9.500s\n")
         (d / "wall.json").write_text(json.dumps({"wall_s": 100, "stages": "0-12"}))
     text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1", "2"]))
     row = next(line for line in text.splitlines() if line.startswith("| stage 2, implicit answer"))
-    assert "| 92.0 ± 2.0 |" in row and "| 90.0 ± 2.0 |" in row  # test, then valid (sample std of 90, 92, 94)
+    assert "| 3 | 90.0 ± 2.0 | 88.0 ± 2.0 | 92.0 ± 2.0 | 240 |" in row  # valid, valid2, test (sample std of 90, 92, 94)
     s1 = next(line for line in text.splitlines() if line.startswith("| stage 1, explicit CoT answer"))
-    assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| – |" in s1  # style; no valid run
+    assert "| 90.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 |" in s1 and "| 3 | – | – | 80.0 ± 0.0 |" in s1  # no valid runs
     assert "| 0 | – | – | – | 100 | 100 | 0-12 |" in text  # 90.5 + 9.5 CPU seconds
     assert "Chat" not in text  # no chat_consistency.json: no chat line
 
@@ -95,10 +126,15 @@ def test_aggregate_reports_chat_consistency_over_seeds(tmp_path):
         d = tmp_path / f"seed{s}"
         _results(d / "eval" / "stage2-implicit", 0.9)
         rates = {"n": 80, "same_label": same, "follow_up_same_label": 0.5, "same_language": 1.0}
-        (d / "chat_consistency.json").write_text(json.dumps({"overall": rates, "en": rates, "records": []}))
+        zh_clips = {"n": 40, "same_label": same - 0.1, "follow_up_same_label": 0.25, "same_language": 0.5}
+        (d / "chat_consistency.json").write_text(json.dumps({"overall": rates, "en": rates, "audio_zh": zh_clips,
+                                                             "records": []}))
     text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1"]))
     assert "80 conversations per seed" in text and "over 2 seeds" in text
-    assert "| 80.0 ± 7.1 | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text  # sample std of 75, 85
+    assert "| all | 80 | 80.0 ± 7.1 | 50.0 ± 0.0 | 100.0 ± 0.0 |" in text  # sample std of 75, 85
+    assert "| English questions | 80 | 80.0 ± 7.1 |" in text
+    assert "| Chinese clips | 40 | 70.0 ± 7.1 | 25.0 ± 0.0 | 50.0 ± 0.0 |" in text
+    assert "Chinese questions" not in text  # not in the files: no row
 
 
 def test_aggregate_names_a_missing_seed(tmp_path):

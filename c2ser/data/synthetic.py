@@ -3,22 +3,28 @@
 Each emotion has a distinct prosody (table ``PROSODY``): speaking rate (words/min), base pitch (espeak 0–99),
 pitch range, amplitude, plus a sox effect for some (tremolo for fear). Every clip
 gets random jitter (±``jitter``) on rate, pitch and amplitude. The same sentences are spoken with every emotion,
-so the label is learnable from acoustics (prosody) only, not from the text. Valid and test clips use held-out
+so the label is learnable from acoustics (prosody) only, not from the text. Valid, valid2 and test clips use held-out
 sentences AND held-out voices (voice variants never heard in training), disjoint from each other, so validation
-predicts test.
+predicts test. Voice identity is checked on the audio (``render_voice`` / ``duplicate_voices``: one fixed sentence
+per voice), not on the voice names; the test voices are drawn by a fixed rule (``draw_test_variants``).
 
 Pitch range is set through espeak-ng's SSML ``<prosody range=...>``. Deterministic: the same seed gives the
 same manifest and the same audio bytes (sox without dither).
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import random
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
@@ -57,22 +63,35 @@ INTENDED = {e: {"pace_bin": "high" if p.rate >= 185 else "low" if p.rate <= 130 
                 "volume_bin": "high" if p.amplitude >= 140 else "low" if p.amplitude <= 45 else "medium"}
             for e, p in PROSODY.items()}
 
-# espeak-ng voice variants (each changes pitch and timbre), disjoint between the splits: valid and test voices are
-# never heard in training. Training covers the pitch range of the held-out voices (their own pitch at the neutral
-# setting, male and female), so an unseen voice's own pitch is not mistaken for an emotion. Variants that espeak-ng
-# renders as the default voice, robotic or whispered ones, and those more than ~4 dB louder or quieter than the
-# others (e.g. Jacky, Denis, iven, Hugo) are not used.
+# The test split's voice variants, drawn by ``draw_test_variants`` (its rule, docs/demo.md "Protocol") and
+# written here before any result on them was looked at; ``python data_prep/synthetic.py --draw-test-voices`` prints
+# the draw again.
+TEST_VARIANTS = ["iven4", "kaukovalta", "Mario", "Nguyen"]
+# espeak-ng voice variants (each changes pitch and timbre), disjoint between the splits: valid, valid2 and test voices
+# are never heard in training. Identity is checked on the audio (``duplicate_voices``): espeak-ng 1.51 ignores the
+# variant of a voice written ``en-gb+X`` (it renders plain en-gb), so English voices use ``en+X`` (the same British
+# voice, variant honoured); ``caleb`` renders the same audio as ``klatt`` and within 0.6 dB of ``adam`` (dropped).
+# Training covers the pitch range of the held-out voices (their own pitch at the neutral setting, male and female),
+# so an unseen voice's own pitch is not mistaken for an emotion. Robotic or whispered variants and those more than
+# ~4 dB louder or quieter than the others (e.g. Jacky, Denis, iven, Hugo) are not used.
+#   valid   the validation voices: every choice of the demo (schedules, epochs, probes) was made on them
+#   valid2  the demo's former test voices; their scores steered the corpus (prosody table, angry pace, pitch floor,
+#           training voices), so they are a second validation set, not a test (docs/demo.md, "Protocol")
+#   test    drawn by ``draw_test_variants``'s rule before any result on them was looked at (docs/demo.md)
 VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "Andy", "Gene", "Michael", "Mike", "adam", "benjamin", "boris",
-                      "caleb", "edward", "edward2", "gustave", "max", "michel", "miguel", "marcelo", "pablo", "quincy",
+                      "edward", "edward2", "gustave", "max", "michel", "miguel", "marcelo", "pablo", "quincy",
                       "robert", "sandro", "travis", "norbert",
                       "f1", "f2", "f5", "Alicia", "belinda", "linda", "steph", "aunty", "shelby", "grandma"],
             "valid": ["m5", "f4", "Lee"],
-            "test": ["m7", "f3", "Alex", "Annie"]}
-EN_ACCENTS = ["en-us", "en-gb", "en-029", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc"]
+            "valid2": ["m7", "f3", "Alex", "Annie"],
+            "test": TEST_VARIANTS}
+EN_ACCENTS = ["en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc"]
 VOICES = {"en": {"train": [f"{EN_ACCENTS[i % len(EN_ACCENTS)]}+{v}" for i, v in enumerate(VARIANTS["train"])],
                  "valid": ["en-gb-x-gbclan+m5", "en-us+f4", "en-029+Lee"],
-                 "test": ["en-gb+f3", "en-us+m7", "en-gb-scotland+Alex", "en-us-nyc+Annie"]},
+                 "valid2": ["en+f3", "en-us+m7", "en-gb-scotland+Alex", "en-us-nyc+Annie"],
+                 "test": [f"{EN_ACCENTS[i % len(EN_ACCENTS)]}+{v}" for i, v in enumerate(TEST_VARIANTS)]},
           "zh": {split: [f"cmn+{v}" for v in variants] for split, variants in VARIANTS.items()}}
+SPLITS = ("train", "valid", "valid2", "test")
 SENTENCES = {
     "en": ["I will see you tomorrow", "The meeting starts at nine", "Please close the door", "We went to the market",
            "It is raining again today", "My phone is on the table", "The train was late this morning",
@@ -92,23 +111,162 @@ SENTENCES = {
            "他忘了带雨伞", "电影八点开始", "我们家有两只猫", "水非常冷", "她在写报告", "灯还亮着",
            "我们星期一出发", "汤里要多放点盐", "我把包忘在车里了", "面包在柜台上"],
 }
-# the last N sentences of each language are never used for training: the first third of them for valid, the rest
-# for test (valid and test share no sentence either)
+# the last N sentences of each language are never used for training: the first third of them for valid, the rest for
+# valid2 (the demo's former test sentences); valid and valid2 share no sentence either
 HELD_OUT = {"en": 12, "zh": 9}
+# the test split's sentences, written with its voices and before any result on them: in no other split
+TEST_SENTENCES = {
+    "en": ["The clock on the wall is slow", "We planted tomatoes in spring", "Her brother works at the airport",
+           "The printer is out of paper", "I will wash the dishes later", "The museum opens at ten",
+           "He parked the car outside", "Our neighbours have a new dog"],
+    "zh": ["墙上的钟慢了", "我们春天种了西红柿", "她哥哥在机场工作", "打印机没纸了", "我等会儿洗碗", "博物馆十点开门"],
+}
 
 
 def sentence_pool(lang: str, split: str) -> list[str]:
-    """The sentences a split draws from: train the first ones, valid and test disjoint held-out ones."""
+    """The sentences a split draws from: train the first ones, valid and valid2 disjoint held-out ones, test its
+    own (``TEST_SENTENCES``)."""
     sents, n = SENTENCES[lang], HELD_OUT[lang]
     held = sents[-n:]
-    return {"train": sents[:-n], "valid": held[: n // 3], "test": held[n // 3:]}[split]
+    return {"train": sents[:-n], "valid": held[: n // 3], "valid2": held[n // 3:], "test": TEST_SENTENCES[lang]}[split]
 
 
-def _plan(emotions, per_class: int, langs, seed: int, test_per_class: int, valid_per_class: int):
+# --- voice identity, checked on the audio -------------------------------------------------------------------------
+# One fixed sentence per language (in no split), spoken by each voice at the neutral prosody without jitter.
+FINGERPRINT_TEXT = {"en": "The quick brown fox jumps over the lazy dog", "zh": "我们明天早上一起去公园散步"}
+# two renders closer than this (mean absolute difference of aligned log-mel frames, dB, after removing each render's
+# mean level: a louder copy of a voice is the same voice) are one voice. On espeak-ng 1.51's variants (en-us+X):
+# identical audio 0, steph2 / steph3 0.46, adam / caleb 0.61, klatt4 / klatt5 0.71; the next pairs are 1.42
+# (Henrique / Hugo) and 1.55 apart
+NEAR_DUPLICATE_DB = 1.0
+
+
+@dataclass(frozen=True)
+class VoiceRender:
+    voice: str
+    sha1: str              # of the 16-bit PCM samples
+    logmel: np.ndarray     # 40 × frames, dB (floored at -80)
+    level_db: float        # RMS level, dBFS
+    seconds: float
+
+
+def render_voice(voice: str, lang: str) -> VoiceRender:
+    """``FINGERPRINT_TEXT[lang]`` spoken by ``voice`` at the neutral prosody (espeak-ng's own output, no sox)."""
+    import librosa
+
+    p = PROSODY["neutral"]
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(p.rate), "-p", str(p.pitch), "-a", str(p.amplitude),
+                          "--stdout", FINGERPRINT_TEXT[lang]], capture_output=True, check=True).stdout
+    pcm, sr = sf.read(io.BytesIO(out), dtype="int16")
+    x = pcm.astype(np.float32) / 32768
+    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=512, hop_length=256, n_mels=40)
+    return VoiceRender(voice, hashlib.sha1(pcm.tobytes()).hexdigest(),
+                       np.maximum(librosa.power_to_db(mel + 1e-10), -80.0),
+                       float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-10)), len(pcm) / sr)
+
+
+def render_voices(voices, lang: str, workers: int = 4) -> list[VoiceRender]:
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda v: render_voice(v, lang), voices))
+
+
+def logmel_distance(a: VoiceRender, b: VoiceRender) -> float:
+    """Mean absolute dB difference of the aligned log-mel frames, each render's mean level removed; inf when the
+    lengths differ by over 2 frames (a voice that speaks at another speed is audibly another voice)."""
+    n, m = a.logmel.shape[1], b.logmel.shape[1]
+    if abs(n - m) > 2:
+        return float("inf")
+    x, y = a.logmel[:, :min(n, m)], b.logmel[:, :min(n, m)]
+    return float(np.mean(np.abs((x - x.mean()) - (y - y.mean()))))
+
+
+def duplicate_voices(renders: list[VoiceRender]) -> list[tuple[str, str, float]]:
+    """Pairs of voices that render the same audio (same samples, or log-mel closer than ``NEAR_DUPLICATE_DB``)."""
+    dup = []
+    for i, a in enumerate(renders):
+        for b in renders[i + 1:]:
+            d = 0.0 if a.sha1 == b.sha1 else logmel_distance(a, b)
+            if d < NEAR_DUPLICATE_DB:
+                dup.append((a.voice, b.voice, round(d, 3)))
+    return dup
+
+
+def espeak_variants() -> list[str]:
+    """The voice variants installed with espeak-ng (``espeak-ng --voices=variant``)."""
+    lines = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    header, *rows = lines.splitlines()
+    start, end = header.index("File"), header.index("Other Languages")
+    return [row[start:end].strip().removeprefix("!v/") for row in rows if row[start:end].strip().startswith("!v/")]
+
+
+# variants with an effect (robotic, whispered, echo, breath, klatt synthesis, novelty): never a corpus voice
+EFFECT_VARIANT = re.compile(r"robot|robosoft|klatt|whisper|demonic|croak|tweaky|fast|ricishay|storm|announcer",
+                            re.IGNORECASE)
+
+
+def draw_test_variants(n: int = 4, level_db: float = 4.0, duration: float = 0.10):
+    """The test split's rule, fixed before any result on it was looked at (docs/demo.md, "Protocol"):
+    candidates are the installed espeak-ng variants used by no other split and without an effect
+    (``EFFECT_VARIANT``); a candidate must, in English (``en-us+X``) and Chinese (``cmn+X``) at the neutral
+    prosody, be within ``level_db`` of the training voices' median RMS level and within ``duration`` of their
+    median length, and be distinct by audio from every voice of the other splits and every earlier candidate
+    (case-insensitive name order). The ``n`` drawn are spread evenly over the candidates sorted by English pitch
+    (ties by name): positions round(i (k − 1) / (n − 1)) of k. Returns (drawn variants, {variant: why})."""
+    used = {v for split in ("train", "valid", "valid2") for v in VARIANTS[split]}
+    ref = {lang: render_voices(VOICES[lang]["train"], lang) for lang in ("en", "zh")}
+    others = {lang: ref[lang] + [r for s in ("valid", "valid2") for r in render_voices(VOICES[lang][s], lang)]
+              for lang in ("en", "zh")}
+    med = {lang: (np.median([r.level_db for r in ref[lang]]), np.median([r.seconds for r in ref[lang]]))
+           for lang in ref}
+    why, candidates = {}, []
+    for v in sorted(set(espeak_variants()) - used, key=str.lower):
+        if EFFECT_VARIANT.search(v):
+            why[v] = "effect voice"
+            continue
+        problem, renders = None, {}
+        for lang, acc in (("en", "en-us"), ("zh", "cmn")):
+            r = renders[lang] = render_voice(f"{acc}+{v}", lang)
+            if abs(r.level_db - med[lang][0]) > level_db:
+                problem = f"{lang} level {r.level_db - med[lang][0]:+.1f} dB from the training median"
+            elif abs(r.seconds / med[lang][1] - 1) > duration:
+                problem = f"{lang} length {100 * (r.seconds / med[lang][1] - 1):+.0f} % from the training median"
+            else:
+                same = [b for a, b, _ in duplicate_voices([r] + others[lang]) if a == r.voice]
+                problem = f"{lang} renders like {same[0]}" if same else None
+            if problem:
+                break
+        if problem:
+            why[v] = problem
+            continue
+        for lang in renders:
+            others[lang].append(renders[lang])
+        candidates.append((_pitch(f"en-us+{v}", "en"), v.lower(), v))
+    candidates.sort()
+    k = len(candidates)
+    picks = sorted({round(i * (k - 1) / (n - 1)) for i in range(n)}) if k >= n > 1 else list(range(min(n, k)))
+    for i, (f0, _, v) in enumerate(candidates):
+        why[v] = f"{'drawn' if i in picks else 'candidate'} ({f0:.0f} Hz, {i + 1} of {k} by pitch)"
+    return [candidates[i][2] for i in picks], why
+
+
+def _pitch(voice: str, lang: str) -> float:
+    """Median pitch (Hz) of ``voice`` speaking ``FINGERPRINT_TEXT[lang]`` at the neutral prosody."""
+    from c2ser.data.cot import measure
+
+    p = PROSODY["neutral"]
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(p.rate), "-p", str(p.pitch), "-a", str(p.amplitude),
+                          "--stdout", FINGERPRINT_TEXT[lang]], capture_output=True, check=True).stdout
+    x, sr = sf.read(io.BytesIO(out), dtype="float32")
+    return measure(x, FINGERPRINT_TEXT[lang], lang, sr=sr)["pitch_hz"]
+
+
+def _plan(emotions, per_class: int, langs, seed: int, test_per_class: int, valid_per_class: int,
+          valid2_per_class: int = 0):
     rng = random.Random(seed)
     jobs = []
     for emo in emotions:
-        for split, n in (("train", per_class), ("valid", valid_per_class), ("test", test_per_class)):
+        for split, n in (("train", per_class), ("valid", valid_per_class), ("valid2", valid2_per_class),
+                         ("test", test_per_class)):
             for j in range(n):
                 lang = langs[j % len(langs)]
                 pool = sentence_pool(lang, split)
@@ -141,8 +299,9 @@ def _synthesize(job: dict, wav: Path, jitter: float) -> None:
 
 def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: int = 80, valid_per_class: int = 40,
                            test_per_class: int = 60, langs=("en", "zh"), seed: int = 0, jitter: float = 0.08,
-                           workers: int = 4, progress: bool = True) -> dict[str, Path]:
-    """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` under ``out_dir``; returns the manifest paths."""
+                           workers: int = 4, progress: bool = True, valid2_per_class: int = 0) -> dict[str, Path]:
+    """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` (and ``valid2.jsonl`` when ``valid2_per_class``) under
+    ``out_dir``; returns the manifest paths."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise FileNotFoundError(f"{tool} is not installed (apt-get install espeak-ng sox)")
@@ -151,7 +310,7 @@ def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: in
         raise ValueError(f"unknown emotions {unknown} (choose from {', '.join(PROSODY)})")
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
-    jobs = _plan(list(emotions), per_class, list(langs), seed, test_per_class, valid_per_class)
+    jobs = _plan(list(emotions), per_class, list(langs), seed, test_per_class, valid_per_class, valid2_per_class)
     rejects = Rejects(out / "rejects.jsonl")
 
     def run(job):
@@ -164,7 +323,7 @@ def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: in
         except (subprocess.CalledProcessError, RuntimeError) as e:
             return job, wav, 0.0, str(e).splitlines()[0]
 
-    rows = {"train": [], "valid": [], "test": []}
+    rows = {s: [] for s in SPLITS if s != "valid2" or valid2_per_class}
     with ThreadPoolExecutor(workers) as pool:
         for job, wav, dur, err in tqdm(pool.map(run, jobs), total=len(jobs), disable=not progress, desc="synthesize"):
             if err:

@@ -10,7 +10,8 @@
 #         7 Gen-SER head + CE baseline · 8 evaluation of the heads · 9 the released checkpoint (--official)
 #         10 results table
 # Stages 6 and 8 score every system on the test corpora (EXP/eval) and on the training corpora's validation
-# splits (EXP/eval_valid): choices are made on validation, test is reported beside it.
+# splits (EXP/eval_valid; a corpus's second validation split valid2, where it has one, in EXP/eval_valid2):
+# choices are made on validation, test is reported beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,8 +30,8 @@ train_corpora="meld"                   # corpora whose train/valid splits train 
 test_corpora="emo_emilia meld casia"   # corpora evaluated in stages 6, 8, 9
 official=auto                          # the released C2SER_llm.pt for stage 9 (auto: none; tiny: a synthetic one)
 official_qwen2=                        # the Qwen2-7B directory the release was trained on
-overlay=                               # extra training config merged last ({stage} = stage1 | stage2)
-head_overlay=                          # extra head-stage config(s) merged last (space-separated), e.g.
+overlay=                               # extra training configs merged last, comma-separated ({stage} = stage1 | stage2)
+head_overlay=                          # extra head-stage configs merged last, comma-separated, e.g.
                                        # recipes/c2ser/conf/head_lora.yaml: joint LoRA tuning
 per_class=8                            # tiny: clips per emotion of each fake corpus
 llm_pretrain_steps=200                 # tiny: the tiny LLM is pre-trained this long on the recipe's texts (next-token
@@ -38,6 +39,7 @@ llm_pretrain_steps=200                 # tiny: the tiny LLM is pre-trained this 
                                        # adapt a language model, not noise (0: random weights, as the CPU demo's)
 cot_group_by=                          # chain-of-thought bins per value of this field (e.g. speaker)
 synthetic_emotions=neutral,happy,sad,angry   # the synthetic corpus (the CPU demo's)
+synthetic_held_out=40,30,60            # its valid, valid2, test clips per emotion
 seed=777
 . recipes/parse_options.sh
 
@@ -72,21 +74,25 @@ if [ -n "$accelerate_config" ]; then
 else
   launch="python -m c2ser.cli"
 fi
-train_conf() { echo "--config $conf/model.yaml --config $conf/$1.yaml $size_conf ${overlay:+--config ${overlay//\{stage\}/$1}}"; }
+configs() { local f; for f in ${1//,/ }; do echo "--config $f"; done; }  # configs A,B: --config A --config B
+train_conf() {
+  echo "--config $conf/model.yaml --config $conf/$1.yaml $size_conf $(configs "${overlay//\{stage\}/$1}")"; }
 test_manifest() {  # the measured (chain-of-thought) version when there is one: style descriptions get scored
   case $1 in casia) echo $data/casia/all.jsonl ;; *) [ -f $data/$1/test.cot.jsonl ] && echo $data/$1/test.cot.jsonl \
     || echo $data/$1/test.jsonl ;; esac; }
 test_manifests() { for c in $test_corpora; do test_manifest $c; done; }
-valid_corpora() { for c in $train_corpora; do [ -f $data/$c/valid.cot.jsonl ] && echo $c; done; }
-valid_manifests() { for c in $(valid_corpora); do echo $data/$c/valid.cot.jsonl; done; }
+valid_corpora() { for c in $train_corpora; do [ -f $data/$c/${1:-valid}.cot.jsonl ] && echo $c; done; }  # [SPLIT]
+valid_manifests() { for c in $(valid_corpora ${1:-valid}); do echo $data/$c/${1:-valid}.cot.jsonl; done; }
 eval_outs() {  # eval_outs DIR SYSTEM CORPUS...: DIR/SYSTEM for one corpus, else DIR/SYSTEM/<corpus> each
   local dir=$1 system=$2; shift 2
   if [ $# -eq 1 ]; then echo $dir/$system; else for c in "$@"; do echo $dir/$system/$c; done; fi; }
 eval_both() {  # eval_both CHECKPOINT SYSTEM MODE...: test and validation sets, every mode, one model load
   local ckpt=$1 system=$2; shift 2
   c2ser eval --checkpoint $ckpt --mode "$@" --feature-dir $feats --group-by language \
-    --manifest $(test_manifests) $(valid_manifests) --corpus $test_corpora $(valid_corpora) \
-    --out $(eval_outs $exp/eval "$system" $test_corpora) $(eval_outs $exp/eval_valid "$system" $(valid_corpora))
+    --manifest $(test_manifests) $(valid_manifests) $(valid_manifests valid2) \
+    --corpus $test_corpora $(valid_corpora) $(valid_corpora valid2) \
+    --out $(eval_outs $exp/eval "$system" $test_corpora) $(eval_outs $exp/eval_valid "$system" $(valid_corpora)) \
+    $(eval_outs $exp/eval_valid2 "$system" $(valid_corpora valid2))
 }
 common="data.train_manifest=$data/train.jsonl data.valid_manifest=$data/valid.jsonl data.feature_dir=$feats
   model.whisper.name_or_path=$whisper model.llm.name_or_path=$llm seed=$seed"
@@ -103,8 +109,10 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
                     --root $emo_emilia_root --out $data/emo_emilia ;;
       meld) python data_prep/meld.py --root $meld_root --out $data/meld ;;
       casia) python data_prep/casia.py --root $casia_root --out $data/casia ;;
-      synthetic) python data_prep/synthetic.py --out $data/synthetic --emotions $synthetic_emotions \
-                   --per-class $per_class ;;
+      synthetic) IFS=, read -r n_valid n_valid2 n_test <<< "$synthetic_held_out"
+                 python data_prep/synthetic.py --out $data/synthetic --emotions $synthetic_emotions \
+                   --per-class $per_class --valid-per-class $n_valid --valid2-per-class $n_valid2 \
+                   --test-per-class $n_test ;;
       *) echo "unknown corpus $c" >&2; exit 1 ;;
     esac
   done
@@ -115,7 +123,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   for c in $train_corpora; do  # valid (and test) bins from the train statistics
     group=${cot_group_by:+--group-by $cot_group_by}
     python data_prep/cot_labels.py --manifest $data/$c/train.jsonl --out $data/$c/train.cot.jsonl $group
-    for split in valid test; do
+    for split in valid valid2 test; do
       [ -f $data/$c/$split.jsonl ] || continue
       python data_prep/cot_labels.py --manifest $data/$c/$split.jsonl --out $data/$c/$split.cot.jsonl $group \
         --stats-from $data/$c/train.cot.jsonl
@@ -135,8 +143,8 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "== stage 3: Emotion2Vec-S utterance features (eval mode, one .npy per clip)"
-  c2ser extract-features $data/train.jsonl $data/valid.jsonl $(test_manifests) --checkpoint $emotion2vec \
-    --out-dir $feats --mode tokens
+  c2ser extract-features $data/train.jsonl $data/valid.jsonl $(valid_manifests valid2) $(test_manifests) \
+    --checkpoint $emotion2vec --out-dir $feats --mode tokens
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -159,7 +167,7 @@ fi
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "== stage 7: Gen-SER head and the CE baseline on the frozen stage-2 backbone"
   for head in gen_ser ce; do   # data-parallel like stages 4/5; each batch's conditioning is computed on the fly
-    $launch train-head --config $conf/head.yaml $head_size_conf $(for o in $head_overlay; do echo --config $o; done) \
+    $launch train-head --config $conf/head.yaml $head_size_conf $(configs "$head_overlay") seed=$seed \
       kind=$head backbone=$exp/stage2/final corpus=$(echo $train_corpora | cut -d' ' -f1) \
       train_manifest=$data/train.jsonl valid_manifest=$data/valid.jsonl feature_dir=$feats \
       output_dir=$exp/head_$head
@@ -182,6 +190,7 @@ fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   echo "== stage 10: results table"
-  c2ser results $exp/eval $( [ -d $exp/eval_valid ] && echo $exp/eval_valid ) --out $exp/RESULTS.md
+  c2ser results $exp/eval $(for d in $exp/eval_valid $exp/eval_valid2; do [ -d $d ] && echo $d; done) \
+    --out $exp/RESULTS.md
   cat $exp/RESULTS.md
 fi

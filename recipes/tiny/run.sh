@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # The end-to-end CPU demo (`make demo`): the C2SER recipe (recipes/c2ser/run.sh) at --size tiny, with an overlay:
-# the synthetic emotional-speech corpus (espeak-ng + sox, 4 emotions; valid and test use held-out sentences and
-# held-out voices, disjoint from each other), one fp32 process (recipes/tiny/conf/). Options:
-#   bash recipes/tiny/run.sh [--seeds 0,1,2 (default)] [--stage 0] [--stop_stage 12] [--exp exp/tiny] [--per_class 250]
-# (--seed S = --seeds S; any other --name value goes to recipes/c2ser/run.sh). Each seed trains in EXP/seedS; the
-# seeds share the first seed's data, models and features (the seed changes the training runs only).
-# Stages 0–10 are the recipe's; the demo adds:
-#   after 1   valid and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
+# the synthetic emotional-speech corpus (espeak-ng + sox, 4 emotions; valid, valid2 and test use held-out sentences
+# and held-out voices, disjoint from each other and from training; docs/demo.md says which split chose what), one
+# fp32 process (recipes/tiny/conf/). Options:
+#   bash recipes/tiny/run.sh [--seeds 0 (default; 0,1,2 for the README's table)] [--stage 0] [--stop_stage 12]
+#                            [--exp exp/tiny] [--per_class 250] [--chat_clips 40] [--overlay F] [--head_overlay F]
+# (--seed S = --seeds S; --overlay / --head_overlay files are merged after the demo's own, e.g. the CI's
+# recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,30,60
+# = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
+# run's); the seeds share the first seed's data, models and features (the seed changes the training runs only).
+# Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's stage 12); the demo adds:
+#   after 1   valid, valid2 and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
-#   11        scripted EN/ZH chat questions on 40 test clips vs `c2ser predict` (EXP/seedS/chat_consistency.json)
-#   12        EXP/RESULTS.md: validation and test UA and style accuracy, mean ± std over the seeds, time per seed
-# (the recipe's stages 6 and 8 score every system on test, EXP/seedS/eval, and on validation, EXP/seedS/eval_valid)
+#   11        scripted EN/ZH chat questions on test clips balanced over languages and emotions vs `c2ser predict`
+#             (EXP/seedS/chat_consistency.json)
+#   12        EXP/RESULTS.md: valid, valid2 and test UA and style accuracy, mean ± std over the seeds, time per seed
+# (the recipe's stages 6 and 8 score every system on test, EXP/seedS/eval, and on the validation splits,
+# EXP/seedS/eval_valid and EXP/seedS/eval_valid2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seeds=0,1,2; stage=0; stop_stage=12; exp=exp/tiny; per_class=250
+seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=250; chat_clips=40
+overlay=recipes/tiny/conf/demo_{stage}.yaml; head_overlay=recipes/tiny/conf/head.yaml
 passthrough=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +30,9 @@ while [ $# -gt 0 ]; do
     --stop_stage) stop_stage=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --per_class) per_class=$2; shift 2 ;;
+    --chat_clips) chat_clips=$2; shift 2 ;;
+    --overlay) overlay=$overlay,$2; shift 2 ;;
+    --head_overlay) head_overlay=$head_overlay,$2; shift 2 ;;
     --*=*) passthrough+=("$1"); shift ;;
     --*) passthrough+=("$1" "${2:?missing value for $1}"); shift 2 ;;
     *) echo "unexpected argument: $1" >&2; exit 1 ;;
@@ -30,16 +40,16 @@ while [ $# -gt 0 ]; do
 done
 
 export HF_HUB_OFFLINE=1 DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false
-# one thread per process: the tiny model's 64-wide matrices gain little from a second thread (a stage-1 epoch took
-# 11 % less wall time with 2 threads but 55 % more CPU time)
+# one thread per process: the tiny model's 64-wide matrices gain little wall time from a second thread, for much more
+# CPU time (a one-off profile of a stage-1 epoch, docs/demo.md "Time")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 corpus_dir() { echo "$1/data/synthetic"; }
 recipe() {  # recipe SEED_EXP SEED FROM TO
   [ "$3" -le "$4" ] || return 0
   bash recipes/c2ser/run.sh --size tiny --exp "$1" --seed "$2" --stage "$3" --stop_stage "$4" \
     --train_corpora synthetic --test_corpora synthetic --per_class "$per_class" --accelerate_config= \
-    --cot_group_by speaker --official none --llm_pretrain_steps 0 --overlay 'recipes/tiny/conf/demo_{stage}.yaml' \
-    --head_overlay recipes/tiny/conf/head.yaml "${passthrough[@]}"
+    --cot_group_by speaker --official none --llm_pretrain_steps 0 --overlay "$overlay" --head_overlay "$head_overlay" \
+    ${passthrough[@]+"${passthrough[@]}"}
 }
 in_range() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 max() { [ "$1" -ge "$2" ] && echo "$1" || echo "$2"; }
@@ -55,8 +65,9 @@ run_seed() {  # run_seed SEED FIRST_SEED
   local d; d=$(corpus_dir "$e")
   recipe "$e" "$s" "$from" "$(min "$stop_stage" 1)"
   if [ "$s" = "$2" ] && in_range 1; then
-    echo "== stage 1 (demo): valid and test style bins at their own speakers' μ ± σ"
-    for split in valid test; do   # held-out voices: training has no statistics of them
+    echo "== stage 1 (demo): valid, valid2 and test style bins at their own speakers' μ ± σ"
+    for split in valid valid2 test; do   # held-out voices: training has no statistics of them
+      [ -f "$d/$split.cot.jsonl" ] || continue
       python data_prep/cot_labels.py --manifest "$d/$split.cot.jsonl" --out "$d/$split.cot.jsonl" --group-by speaker
     done
     cat "$d/valid.cot.jsonl" > "$e/data/valid.jsonl"
@@ -67,11 +78,11 @@ run_seed() {  # run_seed SEED FIRST_SEED
     python eval/select_gen_ser_steps.py --checkpoint "$e/head_gen_ser/final" --manifest "$d/valid.cot.jsonl" \
       --corpus synthetic --feature-dir "$e/features" --steps 1,2,4,8 --write
   fi
-  recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 10)"
+  recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 9)"
   if in_range 11; then
-    echo "== stage 11 (demo): scripted chat questions vs c2ser predict (40 test clips)"
+    echo "== stage 11 (demo): scripted chat questions vs c2ser predict ($chat_clips test clips)"
     python eval/chat_consistency.py --checkpoint "$e/stage2/final" --manifest "$d/test.cot.jsonl" \
-      --feature-dir "$e/features" --limit 40 --out "$e/chat_consistency.json"
+      --feature-dir "$e/features" --limit "$chat_clips" --out "$e/chat_consistency.json"
   fi
 }
 

@@ -1,0 +1,171 @@
+"""`make demo`'s own pipeline in CI: recipes/tiny/run.sh end to end with 2 seeds at a reduced size (the session
+fixture ``demo_pipeline`` in conftest.py: every demo stage, few clips and updates), and its RESULTS.md checked
+against the per-seed results files. The expected mean ± std values are computed here from the files, with this
+file's own arithmetic (not eval/aggregate_seeds.py's)."""
+import json
+import math
+import re
+
+import pytest
+from omegaconf import OmegaConf
+
+from c2ser.data.manifest import read_manifest
+from c2ser.data.synthetic import VOICES
+
+# the fixture's run is timed with the first test that uses it (a few minutes on an idle machine, more under load)
+pytestmark = pytest.mark.timeout(1500)
+
+SEEDS = ("0", "1")
+# the RESULTS.md row name of each system directory (eval/<system>/results.json)
+ROWS = {"stage 1, explicit CoT answer": "stage1-explicit", "stage 1, implicit prompt": "stage1-implicit",
+        "stage 2, explicit CoT answer": "stage2-explicit", "stage 2, implicit answer": "stage2-implicit",
+        "Gen-SER head on the stage-2 backbone": "head-gen_ser", "CE head, same conditioning": "head-ce"}
+SPLIT_DIRS = {"valid": "eval_valid", "valid2": "eval_valid2", "test": "eval"}
+SPLIT_MANIFESTS = {"valid": "valid.cot.jsonl", "valid2": "valid2.cot.jsonl", "test": "test.cot.jsonl"}
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    """The rows (cells) of the Markdown table whose header starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(_cells(line))
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Percent mean and sample standard deviation (n - 1), None for one value."""
+    pct = [100 * v for v in values]
+    m = sum(pct) / len(pct)
+    s = math.sqrt(sum((v - m) ** 2 for v in pct) / (len(pct) - 1)) if len(pct) > 1 else None
+    return m, s
+
+
+def _assert_cell(cell: str, values: list[float], what):
+    if not values:
+        assert cell == "–", what
+        return
+    m, s = _mean_std(values)
+    found = re.fullmatch(r"(-?[\d.]+)(?: ± ([\d.]+))?", cell)
+    assert found, (what, cell)
+    assert abs(float(found.group(1)) - m) <= 0.051, (what, cell, m)
+    if s is None:
+        assert found.group(2) is None, (what, cell)
+    else:
+        assert found.group(2) is not None and abs(float(found.group(2)) - s) <= 0.051, (what, cell, s)
+
+
+def _result(exp, seed, split, system):
+    f = exp / f"seed{seed}" / SPLIT_DIRS[split] / system / "results.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def test_every_demo_stage_ran_for_both_seeds(demo_pipeline):
+    exp, out = demo_pipeline
+    for n in range(9):
+        assert f"== stage {n}:" in out, n
+    for demo in ("1 (demo)", "7 (demo)", "11 (demo)", "12 (demo)"):
+        assert f"== stage {demo}:" in out, demo
+    assert out.count("== stage 4:") == 2 and out.count("== stage 0:") == 1  # seed 1 reuses seed 0's data
+    for d in ("data", "models", "features"):
+        assert (exp / "seed1" / d).is_symlink() and (exp / "seed1" / d).resolve() == (exp / "seed0" / d).resolve()
+    for s in SEEDS:
+        seed_dir = exp / f"seed{s}"
+        assert json.loads((seed_dir / "wall.json").read_text())["stages"] == "0-12"
+        for name in ("stage1", "stage2", "head_gen_ser", "head_ce"):
+            assert (seed_dir / name / "final").is_dir(), (s, name)
+
+
+def test_training_and_head_seeds_follow_the_demo_seed(demo_pipeline):
+    exp, _ = demo_pipeline
+    for s in SEEDS:
+        for stage in ("stage1", "stage2"):
+            assert OmegaConf.load(exp / f"seed{s}" / stage / "final" / "config.yaml").train.seed == int(s)
+        for head in ("gen_ser", "ce"):
+            cfg = OmegaConf.load(exp / f"seed{s}" / f"head_{head}" / "final" / "head" / "config.yaml")
+            assert cfg.head_stage.seed == int(s), (s, head)
+
+
+def test_each_split_is_scored_on_its_own_manifest_and_voices(demo_pipeline):
+    exp, _ = demo_pipeline
+    data = exp / "seed0" / "data" / "synthetic"
+    speakers = {}
+    for split, manifest in SPLIT_MANIFESTS.items():
+        rows = read_manifest(data / manifest)
+        assert len(rows) == 8 and {r["language"] for r in rows} == {"en", "zh"}
+        speakers[split] = {r["speaker"] for r in rows}
+        assert all(r["speaker"] in VOICES[r["language"]][split] for r in rows), split
+        for s in SEEDS:
+            for system in ROWS.values():
+                r = _result(exp, s, split, system)
+                assert r is not None and r["n"] == 8 and r["manifest"].endswith(f"synthetic/{manifest}"), (s, split)
+    train = {r["speaker"] for r in read_manifest(data / "train.cot.jsonl")}
+    for split in SPLIT_MANIFESTS:
+        assert not speakers[split] & train, split
+    assert not speakers["test"] & (speakers["valid"] | speakers["valid2"])
+
+
+def test_gen_ser_steps_were_chosen_on_validation(demo_pipeline):
+    exp, _ = demo_pipeline
+    for s in SEEDS:
+        cfg = OmegaConf.load(exp / f"seed{s}" / "head_gen_ser" / "final" / "head" / "config.yaml")
+        ua = {int(k): float(v) for k, v in cfg.result.valid_ua_by_steps.items()}
+        assert sorted(ua) == [1, 2, 4, 8]
+        best = max(ua.values())
+        assert cfg.head_stage.gen_ser.steps == cfg.result.chosen_steps == min(k for k, v in ua.items() if v == best)
+
+
+def test_results_table_matches_the_per_seed_results_files(demo_pipeline):
+    exp, _ = demo_pipeline
+    text = (exp / "RESULTS.md").read_text()
+    rows = {r[0]: r for r in _table(text, "| system | seeds | valid UA | valid2 UA | test UA |")}
+    assert set(rows) == set(ROWS)
+    for name, system in ROWS.items():
+        row = rows[name]
+        per = {split: [_result(exp, s, split, system) for s in SEEDS] for split in SPLIT_DIRS}
+        assert row[1] == "2" and row[5] == str(per["test"][0]["n"])
+        for col, split in ((2, "valid"), (3, "valid2"), (4, "test")):
+            _assert_cell(row[col], [r["UA"] for r in per[split]], (name, split))
+        for col, attr in ((6, "pitch"), (7, "volume"), (8, "pace")):
+            values = [r["style_accuracy"][attr] for r in per["test"]
+                      if (r.get("style_accuracy") or {}).get(attr) is not None]
+            _assert_cell(row[col], values, (name, attr))
+    assert rows["stage 1, explicit CoT answer"][6] != "–"  # explicit answers are scored on their style words
+
+    chats = [json.loads((exp / f"seed{s}" / "chat_consistency.json").read_text()) for s in SEEDS]
+    chat_rows = {r[0]: r for r in _table(text, "| conversations | n per seed |")}
+    groups = {"all": "overall", "English questions": "en", "Chinese questions": "zh", "English clips": "audio_en",
+              "Chinese clips": "audio_zh"}
+    assert set(chat_rows) == set(groups)
+    for name, group in groups.items():
+        assert chat_rows[name][1] == str(chats[0][group]["n"])
+        for col, key in ((2, "same_label"), (3, "follow_up_same_label"), (4, "same_language")):
+            _assert_cell(chat_rows[name][col], [c[group][key] for c in chats], (name, key))
+
+    seed_rows = {r[0]: r for r in _table(text, "| seed | Gen-SER steps")}
+    assert set(seed_rows) == set(SEEDS)
+    for s in SEEDS:
+        cfg = OmegaConf.load(exp / f"seed{s}" / "head_gen_ser" / "final" / "head" / "config.yaml")
+        wall = json.loads((exp / f"seed{s}" / "wall.json").read_text())["wall_s"]
+        cpu = sum(60 * int(m) + float(x) for m, x in
+                  re.findall(r"(\d+)m([\d.]+)s", (exp / f"seed{s}" / "cpu_times.txt").read_text()))
+        assert seed_rows[s][1] == str(cfg.head_stage.gen_ser.steps) and seed_rows[s][4] == str(wall)
+        assert abs(int(seed_rows[s][5]) - cpu) <= 0.5 and cpu > 0
+
+
+def test_chat_check_asked_balanced_clips_in_both_languages(demo_pipeline):
+    exp, _ = demo_pipeline
+    for s in SEEDS:
+        chat = json.loads((exp / f"seed{s}" / "chat_consistency.json").read_text())
+        clips = {(r["key"], r["clip_language"], r["emotion"]) for r in chat["records"]}
+        cells = sorted((lang, emo) for _, lang, emo in clips)
+        assert cells == sorted((lang, e) for lang in ("en", "zh") for e in ("neutral", "happy", "sad", "angry"))
+        assert {r["language"] for r in chat["records"]} == {"en", "zh"} and len(chat["records"]) == 16
+
