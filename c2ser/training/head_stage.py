@@ -46,7 +46,7 @@ from c2ser.heads.train_head import collate_features, warmup_cosine
 from c2ser.labels import EMOTIONS, corpus_classes
 from c2ser.models.processor import C2SERProcessor, to_device
 from c2ser.training.data import ManifestDataset, collate, identity, read_rows
-from c2ser.training.loop import _is_ds, _resume, _save_state, make_accelerator
+from c2ser.training.loop import _after_update, _is_ds, _resume, make_accelerator
 from c2ser.training.sampler import DynamicBatchSampler
 
 NO_CAP = 10 ** 9
@@ -324,13 +324,10 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps({"step": step, **stats, "lr": optimizer.param_groups[0]["lr"],
                                         "elapsed_s": round(time.time() - t0, 3)}) + "\n")
-            if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
-                _save_state(acc, out, step, epoch, consumed, cfg.keep_states)
-            if stop_after_step is not None and step >= stop_after_step:
-                acc.wait_for_everyone()
-                acc.end_training()
+            status = _after_update(acc, out, cfg, step, epoch, consumed, total_steps, stop_after_step)
+            if status == "stop":
                 return out
-            if step >= total_steps:
+            if status == "done":
                 done = True
                 break
         if not done:

@@ -216,13 +216,10 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                     with open(out / "log.jsonl", "a") as f:
                         f.write(json.dumps({"step": step, **logs}) + "\n")
                 bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs['lr']:.2e}")
-            if step % cfg.save_every == 0 and step < total_steps:
-                _save_state(acc, out, step, epoch, consumed, cfg.keep_states)
-            if stop_after_step is not None and step >= stop_after_step:
-                acc.wait_for_everyone()
-                acc.end_training()
+            status = _after_update(acc, out, cfg, step, epoch, consumed, total_steps, stop_after_step)
+            if status == "stop":
                 return out
-            if step >= total_steps:
+            if status == "done":
                 done = True
                 break
         if not done:
@@ -256,6 +253,19 @@ def split_by_duration(rows: list[dict], max_duration: float | None) -> tuple[lis
 
 def _is_ds(acc: Accelerator) -> bool:
     return acc.distributed_type == DistributedType.DEEPSPEED
+
+
+def _after_update(acc: Accelerator, out: Path, cfg, step: int, epoch: int, consumed: int, total_steps: int,
+                  stop_after_step: int | None) -> str | None:
+    """After each update (both training stages and the head stage): a resumable state every ``cfg.save_every``
+    updates, then "stop" (the tests' simulated crash at ``stop_after_step``), "done" (the last update) or None."""
+    if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
+        _save_state(acc, out, step, epoch, consumed, cfg.keep_states)
+    if stop_after_step is not None and step >= stop_after_step:
+        acc.wait_for_everyone()
+        acc.end_training()
+        return "stop"
+    return "done" if step >= total_steps else None
 
 
 def _save_state(acc: Accelerator, out: Path, step: int, epoch: int, consumed: int, keep: int) -> None:
