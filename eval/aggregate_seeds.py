@@ -21,7 +21,12 @@ from pathlib import Path
 
 SYSTEMS = [("stage1-explicit", "stage 1, explicit CoT answer"), ("stage1-implicit", "stage 1, implicit prompt"),
            ("stage2-explicit", "stage 2, explicit CoT answer"), ("stage2-implicit", "stage 2, implicit answer"),
-           ("head-gen_ser", "Gen-SER head on the stage-2 backbone"), ("head-ce", "CE head, same conditioning")]
+           ("head-gen_ser", "Gen-SER head on the stage-2 backbone"), ("head-ce", "CE head, same conditioning"),
+           ("head-gen_ser_lora", "Gen-SER head, backbone LoRA tuned jointly"),
+           ("head-ce_lora", "CE head, backbone LoRA tuned jointly")]
+# the head directories (EXP/seedS/head_<name>): frozen backbone, and with --joint_heads 1 the jointly tuned ones
+HEADS = [("gen_ser", "Gen-SER", "frozen"), ("ce", "CE", "frozen"), ("gen_ser_lora", "Gen-SER", "LoRA tuned jointly"),
+         ("ce_lora", "CE", "LoRA tuned jointly")]
 STYLE = ("pitch", "volume", "pace")
 
 
@@ -65,7 +70,9 @@ def head_info(seed_dir: Path, head: str) -> dict:
     if not f.is_file():
         return {}
     data = OmegaConf.load(f)
-    out = {"steps": int(data.head_stage.gen_ser.steps) if head == "gen_ser" else None}
+    out = {"steps": int(data.head_stage.gen_ser.steps) if head.startswith("gen_ser") else None}
+    if "parameters" in data:  # written by the head stage: head, trainable (head + tuned backbone parts), total
+        out["trainable"] = int(data.parameters.trainable)
     try:
         from c2ser.training.head_stage import load_head
 
@@ -86,7 +93,7 @@ def collect(exp: Path, seeds: list[str]) -> dict:
         per[s] = {"test": {k: _results(d / "eval" / k) for k, _ in SYSTEMS},
                   "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
                   "valid2": {k: _results(d / "eval_valid2" / k) for k, _ in SYSTEMS},
-                  "gen_ser": head_info(d, "gen_ser"), "ce": head_info(d, "ce"),
+                  **{h: head_info(d, h) for h, _, _ in HEADS},
                   "chat": _chat(d / "chat_consistency.json"),
                   "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
                   "stages": wall.get("stages")}
@@ -126,6 +133,16 @@ def table(per: dict) -> str:
                 lines.append(f"| {label} | {have[0]['n']} | " + " | ".join(
                     mean_std([c[k] for c in have]) for k in ("same_label", "follow_up_same_label", "same_language"))
                     + " |")
+    heads = [(h, kind, backbone) for h, kind, backbone in HEADS if any(per[s][h] for s in seeds)]
+    if any(h.endswith("_lora") for h, _, _ in heads):
+        lines += ["", "Heads (parameters as the head stage counted them; trainable = the head + the backbone parts it "
+                  "tuned):", "", "| head | backbone | seeds | Gen-SER steps per seed (chosen on valid) | head "
+                  "parameters | trainable parameters |", "|---|---|---|---|---|---|"]
+        for h, kind, backbone in heads:
+            have = [per[s][h] for s in seeds if per[s][h]]
+            steps = ", ".join(str(i.get("steps")) for i in have) if h.startswith("gen_ser") else "–"
+            lines.append(f"| {kind} | {backbone} | {len(have)} | {steps} | {have[0].get('params', '–')} | "
+                         f"{have[0].get('trainable', '–')} |")
     lines += ["", "| seed | Gen-SER steps (chosen on valid) | Gen-SER params | CE params | wall s | CPU s (user+sys) |"
               " stages |", "|---|---|---|---|---|---|---|"]
     for s in seeds:

@@ -5,6 +5,7 @@
 # fp32 process (recipes/tiny/conf/). Options:
 #   bash recipes/tiny/run.sh [--seeds 0 (default; 0,1,2 for the README's table)] [--stage 0] [--stop_stage 12]
 #                            [--exp exp/tiny] [--per_class 250] [--chat_clips 40] [--overlay F] [--head_overlay F]
+#                            [--joint_heads 0 (default) | 1]
 # (--seed S = --seeds S; --overlay / --head_overlay files are merged after the demo's own, e.g. the CI's
 # recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,30,60
 # = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
@@ -12,6 +13,9 @@
 # Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's stage 12); the demo adds:
 #   after 1   valid, valid2 and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
+#   after 8   with --joint_heads 1: both heads again, now tuning the stage-2 backbone's LoRA jointly with the head
+#             (recipes/tiny/conf/head_lora.yaml; EXP/seedS/head_{gen_ser,ce}_lora), steps chosen on validation,
+#             scored on test and both validation splits like the frozen heads (~12 min more per seed)
 #   11        scripted EN/ZH chat questions on test clips balanced over languages and emotions vs `c2ser predict`
 #             (EXP/seedS/chat_consistency.json)
 #   12        EXP/RESULTS.md: valid, valid2 and test UA and style accuracy, mean ± std over the seeds, time per seed
@@ -20,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=250; chat_clips=40
+seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=250; chat_clips=40; joint_heads=0
 overlay=recipes/tiny/conf/demo_{stage}.yaml; head_overlay=recipes/tiny/conf/head.yaml
 passthrough=()
 while [ $# -gt 0 ]; do
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --exp) exp=$2; shift 2 ;;
     --per_class) per_class=$2; shift 2 ;;
     --chat_clips) chat_clips=$2; shift 2 ;;
+    --joint_heads) joint_heads=$2; shift 2 ;;
     --overlay) overlay=$overlay,$2; shift 2 ;;
     --head_overlay) head_overlay=$head_overlay,$2; shift 2 ;;
     --*=*) passthrough+=("$1"); shift ;;
@@ -79,6 +84,24 @@ run_seed() {  # run_seed SEED FIRST_SEED
       --corpus synthetic --feature-dir "$e/features" --steps 1,2,4,8 --write
   fi
   recipe "$e" "$s" "$(max "$from" 8)" "$(min "$stop_stage" 9)"
+  if [ "$joint_heads" = 1 ] && in_range 8; then
+    echo "== stage 8 (demo): Gen-SER and CE heads tuned jointly with the stage-2 backbone's LoRA"
+    local head
+    for head in gen_ser ce; do
+      c2ser train-head --config recipes/c2ser/conf/head.yaml --config recipes/c2ser/conf/head_tiny.yaml \
+        $(for f in ${head_overlay//,/ } recipes/tiny/conf/head_lora.yaml; do echo "--config $f"; done) seed="$s" \
+        kind=$head backbone="$e/stage2/final" corpus=synthetic train_manifest="$e/data/train.jsonl" \
+        valid_manifest="$e/data/valid.jsonl" feature_dir="$e/features" output_dir="$e/head_${head}_lora"
+    done
+    python eval/select_gen_ser_steps.py --checkpoint "$e/head_gen_ser_lora/final" --manifest "$d/valid.cot.jsonl" \
+      --corpus synthetic --feature-dir "$e/features" --steps 1,2,4,8 --write
+    for head in gen_ser ce; do
+      c2ser eval --checkpoint "$e/head_${head}_lora/final" --mode gen-ser --feature-dir "$e/features" \
+        --group-by language --manifest "$d/test.cot.jsonl" "$d/valid.cot.jsonl" "$d/valid2.cot.jsonl" \
+        --corpus synthetic synthetic synthetic --out "$e/eval/head-${head}_lora" "$e/eval_valid/head-${head}_lora" \
+        "$e/eval_valid2/head-${head}_lora"
+    done
+  fi
   if in_range 11; then
     echo "== stage 11 (demo): scripted chat questions vs c2ser predict ($chat_clips test clips)"
     python eval/chat_consistency.py --checkpoint "$e/stage2/final" --manifest "$d/test.cot.jsonl" \
