@@ -5,7 +5,9 @@
 Reads, per seed, ``EXP/seedS/eval/<system>/results.json`` (test), ``EXP/seedS/eval_valid/<system>/results.json``
 (validation) and ``EXP/seedS/eval_valid2/<system>/results.json`` (the second validation split, the demo's former
 test split: docs/demo.md) as written by ``c2ser eval``, the Gen-SER step count chosen on validation
-(``head_gen_ser/final/head/config.yaml``), the heads' parameter counts, and ``cpu_times.txt`` / ``wall.json``
+(``head_gen_ser/final/head/config.yaml``), the heads' parameter counts (with ``--joint_heads 1`` of the demo also
+the heads tuned jointly with the backbone's LoRA, ``head_{gen_ser,ce}_lora``, and a table of head and trainable
+parameter counts), and ``cpu_times.txt`` / ``wall.json``
 (written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample
 standard deviation (n − 1); a system missing for some seed is reported over the seeds that have it (the count is
 shown).

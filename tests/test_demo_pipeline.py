@@ -169,3 +169,59 @@ def test_chat_check_asked_balanced_clips_in_both_languages(demo_pipeline):
         assert cells == sorted((lang, e) for lang in ("en", "zh") for e in ("neutral", "happy", "sad", "angry"))
         assert {r["language"] for r in chat["records"]} == {"en", "zh"} and len(chat["records"]) == 16
 
+
+
+def test_joint_heads_option_tunes_the_backbone_lora_and_is_aggregated(demo_pipeline, tmp_path):
+    """`recipes/tiny/run.sh --joint_heads 1` (the demo's head stage again, LoRA tuned with the head) on a copy of
+    seed 0 of the CI demo run: trained, steps chosen on validation, scored on the three splits, in RESULTS."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    from conftest import REPO, recipe_env
+
+    exp, _ = demo_pipeline
+    copy = tmp_path / "exp"
+    shutil.copytree(exp / "seed0", copy / "seed0", symlinks=True)
+    for d in (copy / "seed0").glob("eval*/head-*"):  # fingerprinted with the original's paths: stage 8 redoes them
+        shutil.rmtree(d)
+    proc = subprocess.run(["bash", "recipes/tiny/run.sh", "--exp", str(copy), "--seeds", "0", "--stage", "8",
+                           "--stop_stage", "8", "--joint_heads", "1", "--synthetic_held_out", "2,2,2",
+                           "--head_overlay", "recipes/tiny/conf/ci_head.yaml"], cwd=REPO, env=recipe_env(),
+                          capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "== stage 8 (demo): Gen-SER and CE heads tuned jointly" in out
+    seed = copy / "seed0"
+    before = load_file(seed / "stage2" / "final" / "lora" / "adapter_model.safetensors")
+    for head in ("gen_ser", "ce"):
+        final = seed / f"head_{head}_lora" / "final"
+        cfg = OmegaConf.load(final / "head" / "config.yaml")
+        assert cfg.head_stage.train_backbone == "lora" and cfg.head_stage.lm_loss_weight == 0.5
+        assert cfg.head_stage.seed == 0 and cfg.parameters.trainable > cfg.parameters.head
+        after = load_file(final / "lora" / "adapter_model.safetensors")
+        assert after.keys() == before.keys()
+        assert any(not torch.equal(after[k], before[k]) for k in before), head  # the LoRA moved
+        for split in SPLIT_DIRS:
+            r = _result(copy, "0", split, f"head-{head}_lora")
+            assert r is not None and r["n"] == 8, (head, split)
+    cfg = OmegaConf.load(seed / "head_gen_ser_lora" / "final" / "head" / "config.yaml")
+    assert sorted(int(k) for k in cfg.result.valid_ua_by_steps) == [1, 2, 4, 8]
+
+    sys.path.insert(0, str(REPO / "eval"))
+    import aggregate_seeds
+
+    text = aggregate_seeds.table(aggregate_seeds.collect(copy, ["0"]))
+    rows = {r[0]: r for r in _table(text, "| system | seeds | valid UA | valid2 UA | test UA |")}
+    for name, system in (("Gen-SER head, backbone LoRA tuned jointly", "head-gen_ser_lora"),
+                         ("CE head, backbone LoRA tuned jointly", "head-ce_lora")):
+        _assert_cell(rows[name][4], [_result(copy, "0", "test", system)["UA"]], name)
+    heads = {(r[0], r[1]): r for r in _table(text, "| head | backbone |")}
+    for head, kind in (("gen_ser", "Gen-SER"), ("ce", "CE")):
+        for suffix, backbone in (("", "frozen"), ("_lora", "LoRA tuned jointly")):
+            params = OmegaConf.load(seed / f"head_{head}{suffix}" / "final" / "head" / "config.yaml").parameters
+            assert heads[(kind, backbone)][5] == str(params.trainable), (head, suffix)
+            assert heads[(kind, backbone)][4] == str(params.head), (head, suffix)
