@@ -3,10 +3,15 @@
 export HF_HUB_OFFLINE := 1
 export DS_ACCELERATOR := cpu
 
-# make demo: one seed; make demo SEEDS=0,1,2: the README's 3-seed table (mean ± std)
+# make demo: one seed; make demo SEEDS=0,1,2: the README's 3-seed table (mean ± std); AUGMENT=1: train on noisy,
+# reverberant, level-changed copies of the clips and score every system under listening conditions (exp/tiny_augment);
+# CONDITIONS=default (or a comma-separated list): the listening conditions without AUGMENT (recipes/tiny/run.sh)
 SEEDS ?= 0
+AUGMENT ?= 0
+CONDITIONS ?=
 demo:
-	bash scripts/setup.sh && . .venv/bin/activate && bash recipes/tiny/run.sh --seeds $(SEEDS)
+	bash scripts/setup.sh && . .venv/bin/activate && \
+	  bash recipes/tiny/run.sh --seeds $(SEEDS) --augment $(AUGMENT) --conditions "$(CONDITIONS)"
 
 test:
 	bash scripts/setup.sh --dev && . .venv/bin/activate && python -m pytest -q

@@ -8,13 +8,16 @@ test split: docs/demo.md) as written by ``c2ser eval``, the Gen-SER step count c
 (``head_gen_ser/final/head/config.yaml``), the heads' parameter counts (with ``--joint_heads 1`` of the demo also
 the heads tuned jointly with the backbone's LoRA, ``head_{gen_ser,ce}_lora``, and a table of head and trainable
 parameter counts), and ``cpu_times.txt`` / ``wall.json``
-(written by recipes/tiny/run.sh) and ``chat_consistency.json`` (eval/chat_consistency.py). std is the sample
+(written by recipes/tiny/run.sh), ``chat_consistency.json`` (eval/chat_consistency.py) and
+``robustness/robustness.csv`` (eval/robustness.py, the demo's stage 10: test UA per listening condition; with
+``--out``, ``robustness.png`` beside it plots the means over seeds). std is the sample
 standard deviation (n − 1); a system missing for some seed is reported over the seeds that have it (the count is
 shown).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import statistics
@@ -57,6 +60,34 @@ def _chat(path: Path) -> dict | None:
     return {k: data[k] for k, _ in CHAT_GROUPS if k in data}
 
 
+def _robustness(path: Path) -> dict | None:
+    """eval/robustness.py's CSV: the conditions in order, clips per condition, {(system, condition): UA}."""
+    f = path / "robustness.csv"
+    if not f.is_file():
+        return None
+    with open(f, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None
+    return {"conditions": list(dict.fromkeys(r["condition"] for r in rows)), "n": int(rows[0]["n"]),
+            "ua": {(r["system"], r["condition"]): float(r["UA"]) for r in rows}}
+
+
+def robustness_means(per: dict) -> tuple[list[str], list[dict]]:
+    """The first seed's conditions and, per system and condition, the mean UA over the seeds that have it."""
+    robs = [per[s]["robustness"] for s in per if per[s]["robustness"]]
+    if not robs:
+        return [], []
+    conditions = robs[0]["conditions"]
+    rows = []
+    for key, _ in SYSTEMS:
+        for c in conditions:
+            values = [r["ua"][key, c] for r in robs if (key, c) in r["ua"]]
+            if values:
+                rows.append({"system": key, "condition": c, "UA": statistics.mean(values)})
+    return conditions, rows
+
+
 def cpu_seconds(path: Path) -> float | None:
     """user + sys seconds summed over a bash ``times`` output (lines like '1m2.500s 0m3.000s')."""
     if not path.is_file():
@@ -96,7 +127,7 @@ def collect(exp: Path, seeds: list[str]) -> dict:
                   "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
                   "valid2": {k: _results(d / "eval_valid2" / k) for k, _ in SYSTEMS},
                   **{h: head_info(d, h) for h, _, _ in HEADS},
-                  "chat": _chat(d / "chat_consistency.json"),
+                  "chat": _chat(d / "chat_consistency.json"), "robustness": _robustness(d / "robustness"),
                   "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
                   "stages": wall.get("stages")}
     return per
@@ -135,6 +166,19 @@ def table(per: dict) -> str:
                 lines.append(f"| {label} | {have[0]['n']} | " + " | ".join(
                     mean_std([c[k] for c in have]) for k in ("same_label", "follow_up_same_label", "same_language"))
                     + " |")
+    robs = [per[s]["robustness"] for s in seeds if per[s]["robustness"]]
+    if robs:
+        conditions = robs[0]["conditions"]
+        lines += ["", f"Test UA (%) under listening conditions (eval/robustness.py, the demo's stage 10: the "
+                  f"{robs[0]['n']} test clips degraded per clip key, SNR = mean power of the whole clip over the "
+                  "noise's, reverb = RT60 in s, telephone = 300–3400 Hz at 8 kHz; Emotion2Vec-S online on the "
+                  f"degraded audio), over {len(robs)} seeds:", "",
+                  "| system | seeds | " + " | ".join(conditions) + " |", "|---|---|" + "---|" * len(conditions)]
+        for key, name in SYSTEMS:
+            have = [r for r in robs if any((key, c) in r["ua"] for c in conditions)]
+            if have:
+                lines.append(f"| {name} | {len(have)} | " + " | ".join(
+                    mean_std([r["ua"][key, c] for r in have if (key, c) in r["ua"]]) for c in conditions) + " |")
     heads = [(h, kind, backbone) for h, kind, backbone in HEADS if any(per[s][h] for s in seeds)]
     if any(h.endswith("_lora") for h, _, _ in heads):
         lines += ["", "Heads (parameters as the head stage counted them; trainable = the head + the backbone parts it "
@@ -168,13 +212,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the Markdown here too")
     a = ap.parse_args(argv)
     try:
-        text = table(collect(Path(a.exp), [s for s in a.seeds.split(",") if s]))
+        per = collect(Path(a.exp), [s for s in a.seeds.split(",") if s])
+        text = table(per)
     except (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError) as e:
         print(f"aggregate_seeds.py: error: {e}", file=sys.stderr)
         return 1
     print(text)
     if a.out:
         Path(a.out).write_text(text)
+        conditions, means = robustness_means(per)
+        if means:  # UA against SNR, mean over the seeds (eval/robustness.py's plot)
+            from robustness import plot
+
+            plot(means, conditions, Path(a.out).with_name("robustness.png"))
     return 0
 
 

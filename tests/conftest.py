@@ -58,6 +58,7 @@ DEMO_CI_ARGS = ["--seeds", "0,1",
                 "--per_class", "8",                   # 32 training clips (the demo: 1000)
                 "--synthetic_held_out", "2,2,2",      # 8 valid, 8 valid2, 8 test clips (the demo: 160 / 120 / 240)
                 "--chat_clips", "8",                  # one test clip per language × emotion (the demo: 40)
+                "--conditions", "clean,noise:babble:10,reverb:0.6+telephone",  # 3 listening conditions (the demo: 7)
                 "--overlay", "recipes/tiny/conf/ci_train.yaml", "--head_overlay", "recipes/tiny/conf/ci_head.yaml"]
 
 

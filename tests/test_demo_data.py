@@ -151,3 +151,35 @@ def test_aggregate_says_why_a_head_parameter_count_is_missing(tmp_path, capsys):
     assert info == {"steps": 2}
     err = capsys.readouterr().err
     assert "head not loadable" in err and str(d) in err
+
+
+def test_aggregate_reports_robustness_per_condition_and_plots_the_means(tmp_path):
+    conditions = ("clean", "noise:white:20", "noise:white:10")
+    # test UA per seed: stage-2 implicit (clean, white 20, white 10) and the CE head in seed 0 only
+    ua = {"0": {"stage2-implicit": (0.96, 0.90, 0.80), "head-ce": (0.95, 0.50, 0.25)},
+          "1": {"stage2-implicit": (0.98, 0.94, 0.70)}}
+    for s, systems in ua.items():
+        d = tmp_path / f"seed{s}"
+        (d / "robustness").mkdir(parents=True)
+        lines = ["system,checkpoint,mode,condition,n,UA,WA,macro_F1,unparsed_rate"]
+        lines += [f"{system},ck,implicit,{c},240,{v},{v},{v},0.0"
+                  for system, values in systems.items() for c, v in zip(conditions, values)]
+        (d / "robustness" / "robustness.csv").write_text("\n".join(lines) + "\n")
+    text = aggregate_seeds.table(aggregate_seeds.collect(tmp_path, ["0", "1"]))
+    assert "the 240 test clips" in text and "over 2 seeds" in text
+    assert "| system | seeds | clean | noise:white:20 | noise:white:10 |" in text
+    # means of (96, 98), (90, 94), (80, 70); sample std of two values = |a - b| / sqrt(2)
+    assert "| stage 2, implicit answer | 2 | 97.0 ± 1.4 | 92.0 ± 2.8 | 75.0 ± 7.1 |" in text
+    assert "| CE head, same conditioning | 1 | 95.0 | 50.0 | 25.0 |" in text
+    assert "Gen-SER head on the stage-2 backbone | 1 |" not in text  # in no CSV: no row
+
+    out = tmp_path / "RESULTS.md"
+    assert aggregate_seeds.main([str(tmp_path), "--seeds", "0,1", "--out", str(out)]) == 0
+    png = (tmp_path / "robustness.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    conditions_, means = aggregate_seeds.robustness_means(aggregate_seeds.collect(tmp_path, ["0", "1"]))
+    assert conditions_ == list(conditions)
+    got = {(m["system"], m["condition"]): round(100 * m["UA"], 6) for m in means}
+    assert got == {("stage2-implicit", "clean"): 97.0, ("stage2-implicit", "noise:white:20"): 92.0,
+                   ("stage2-implicit", "noise:white:10"): 75.0, ("head-ce", "clean"): 95.0,
+                   ("head-ce", "noise:white:20"): 50.0, ("head-ce", "noise:white:10"): 25.0}

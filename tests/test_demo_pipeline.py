@@ -71,7 +71,7 @@ def test_every_demo_stage_ran_for_both_seeds(demo_pipeline):
     exp, out = demo_pipeline
     for n in range(9):
         assert f"== stage {n}:" in out, n
-    for demo in ("1 (demo)", "7 (demo)", "11 (demo)", "12 (demo)"):
+    for demo in ("1 (demo)", "7 (demo)", "10 (demo)", "11 (demo)", "12 (demo)"):
         assert f"== stage {demo}:" in out, demo
     assert out.count("== stage 4:") == 2 and out.count("== stage 0:") == 1  # seed 1 reuses seed 0's data
     for d in ("data", "models", "features"):
@@ -158,6 +158,39 @@ def test_results_table_matches_the_per_seed_results_files(demo_pipeline):
                   re.findall(r"(\d+)m([\d.]+)s", (exp / f"seed{s}" / "cpu_times.txt").read_text()))
         assert seed_rows[s][1] == str(cfg.head_stage.gen_ser.steps) and seed_rows[s][4] == str(wall)
         assert abs(int(seed_rows[s][5]) - cpu) <= 0.5 and cpu > 0
+
+
+def test_robustness_stage_scores_every_system_per_condition_and_is_aggregated(demo_pipeline):
+    """Stage 10: each seed's robustness.csv has every system under every condition of the CI run; its clean score
+    is the test score of stage 6/8 (same clips, same cached features); RESULTS.md's table is their mean ± std."""
+    import csv
+
+    exp, _ = demo_pipeline
+    conditions = ["clean", "noise:babble:10", "reverb:0.6+telephone"]
+    per_seed = {}
+    for s in SEEDS:
+        with open(exp / f"seed{s}" / "robustness" / "robustness.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["system"], r["condition"]) for r in rows] == [(k, c) for k in ROWS.values() for c in conditions]
+        ua = {(r["system"], r["condition"]): float(r["UA"]) for r in rows}
+        for system in ROWS.values():
+            assert ua[system, "clean"] == pytest.approx(_result(exp, s, "test", system)["UA"], abs=1e-9), (s, system)
+            # each condition wrote its own predictions (one line per test clip) and results, the condition in them
+            for c, d in zip(conditions, ("clean", "noise_babble_10", "reverb_0.6+telephone")):
+                run = exp / f"seed{s}" / "robustness" / system / d
+                assert len((run / "predictions.jsonl").read_text().splitlines()) == 8, (s, system, c)
+                assert json.loads((run / "results.json").read_text())["condition"] == c, (s, system, c)
+        assert all(int(r["n"]) == 8 for r in rows)
+        per_seed[s] = ua
+        assert (exp / f"seed{s}" / "robustness" / "robustness.png").stat().st_size > 5000
+    text = (exp / "RESULTS.md").read_text()
+    rows = {r[0]: r for r in _table(text, "| system | seeds | clean |")}
+    assert set(rows) == set(ROWS)
+    for name, system in ROWS.items():
+        assert rows[name][1] == "2" and len(rows[name]) == 2 + len(conditions)
+        for col, c in enumerate(conditions, start=2):
+            _assert_cell(rows[name][col], [per_seed[s][system, c] for s in SEEDS], (name, c))
+    assert (exp / "robustness.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_chat_check_asked_balanced_clips_in_both_languages(demo_pipeline):

@@ -261,3 +261,35 @@ def test_joint_tuning_overlay_loads_over_the_recipe_head_configs():
     assert (cfg.train_backbone, cfg.lm_loss_weight, cfg.backbone_lr, cfg.lr) == ("lora", 0.5, 2e-5, 1e-3)
     with pytest.raises(ValueError, match="train_backbone"):
         load_config(HeadStageConfig, [conf / "head.yaml"], ["backbone=b", "train_manifest=t", "lm_loss_weight=1"])
+
+
+def test_head_stage_with_augmentation_resumes_exactly_and_needs_online_emotion2vec(stage_setup, tiny_models, tmp_path):
+    """augment.enabled: the head trains on degraded clips (drawn per seed, epoch, key; Emotion2Vec-S online), so it
+    ends with other weights than on the clean clips, and a killed run resumes to the uninterrupted run's weights. A
+    backbone without an Emotion2Vec-S checkpoint (cached clean features only) is refused, naming the setting."""
+    from c2ser.models.config import SSLConfig
+
+    with pytest.raises(ValueError, match="model.ssl.checkpoint"):
+        train_head_stage(_config(stage_setup, tmp_path / "refused", **{"augment.enabled": "true"}), progress=False)
+
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
+    torch.manual_seed(0)
+    online = save_checkpoint(build_model(tiny_model_config(tiny_models, ssl=SSLConfig(dim=48, checkpoint=str(e2v)))),
+                             tmp_path / "backbone_online")
+    setup = (online, stage_setup[1])
+    kw = {"save_every": 2, "kind": "ce", "epochs": 2, "augment.enabled": "true", "augment.noise_prob": 1.0,
+          "augment.reverb_prob": 0.5}
+    full = train_head_stage(_config(setup, tmp_path / "full", **kw), progress=False)
+    # the same run on the clean clips, Emotion2Vec-S online too (no cached features): only the augmentation differs
+    clean = train_head_stage(_config(setup, tmp_path / "clean", **{**kw, "augment.enabled": "false",
+                                                                 "feature_dir": "null"}), progress=False)
+    out = tmp_path / "resumed"
+    train_head_stage(_config(setup, out, **kw), progress=False, stop_after_step=5)
+    assert (out / "state-4").is_dir() and not (out / "final").exists()
+    resumed = train_head_stage(_config(setup, out, **kw), progress=False)
+    a, b, c = _head_weights(full), _head_weights(resumed), _head_weights(clean)
+    assert a.keys() == b.keys() == c.keys() and len(a) > 2
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the degraded clips changed what the head learnt
+    assert OmegaConf.load(full / "head" / "config.yaml").head_stage.augment.enabled is True

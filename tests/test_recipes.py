@@ -58,3 +58,29 @@ def test_accelerate_configs_point_at_deepspeed_files():
         ds = (cfg.get("deepspeed_config") or {}).get("deepspeed_config_file")
         if ds:
             assert (RECIPES.parent / ds).is_file(), f
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_demo_augment_overlay_turns_on_augmentation_with_online_emotion2vec(stage):
+    """recipes/tiny/run.sh --augment 1: the stages train augmented, with the seed's tiny Emotion2Vec-S online (its
+    path follows the run's feature directory) and the volume bins per speaker; nothing else of the demo changes."""
+    files = [RECIPES / "c2ser/conf/model.yaml", RECIPES / f"c2ser/conf/{stage}.yaml", RECIPES / "c2ser/conf/tiny.yaml",
+             RECIPES / f"tiny/conf/demo_{stage}.yaml"]
+    over = ["data.train_manifest=x.jsonl", "data.feature_dir=exp/t/seed0/features"]
+    plain = load_config(TrainConfig, files, over)
+    cfg = load_config(TrainConfig, files + [RECIPES / "tiny/conf/demo_augment.yaml"], over)
+    assert not plain.data.augment.enabled and plain.model.ssl.checkpoint is None
+    assert cfg.data.augment.enabled and cfg.data.augment.volume_group_by == "speaker"
+    assert cfg.model.ssl.checkpoint == "exp/t/seed0/features/../models/emotion2vec-tiny-random.pt"
+    cfg.data.augment, cfg.model.ssl.checkpoint = plain.data.augment, None
+    assert cfg == plain
+
+
+def test_demo_head_augment_overlay_loads():
+    files = [RECIPES / "c2ser/conf/head.yaml", RECIPES / "c2ser/conf/head_tiny.yaml", RECIPES / "tiny/conf/head.yaml"]
+    plain = load_config(HeadStageConfig, files, ["backbone=b", "train_manifest=t"])
+    cfg = load_config(HeadStageConfig, files + [RECIPES / "tiny/conf/head_augment.yaml"],
+                      ["backbone=b", "train_manifest=t"])
+    assert cfg.augment.enabled and cfg.augment.volume_group_by == "speaker" and not plain.augment.enabled
+    cfg.augment = plain.augment
+    assert cfg == plain

@@ -45,6 +45,7 @@ from c2ser.heads.factory import build_head as build_from_config
 from c2ser.heads.train_head import collate_features, warmup_cosine
 from c2ser.labels import EMOTIONS, corpus_classes
 from c2ser.models.processor import C2SERProcessor, to_device
+from c2ser.training.config import AugmentConfig
 from c2ser.training.data import ManifestDataset, collate, identity, read_rows
 from c2ser.training.loop import _after_update, _is_ds, _resume, make_accelerator
 from c2ser.training.sampler import DynamicBatchSampler
@@ -64,6 +65,9 @@ class HeadStageConfig(HeadConfig):           # kind (gen_ser | ce), gen_ser, ce:
     train_manifest: str = "???"
     valid_manifest: str | None = None
     feature_dir: str | None = None
+    # the training clips degraded as by c2ser train's data.augment (noise, reverberation, level; per seed, epoch,
+    # key); Emotion2Vec-S then runs online on them: the backbone's config needs model.ssl.checkpoint
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     corpus: str = "synthetic"                # label set used to mask classes at validation
     epochs: int = 30
     batch_size: int = 32                     # clips per batch and process (global: × processes × grad_accum)
@@ -263,7 +267,17 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
               "total": sum(p.numel() for p in model.parameters())}
     counts["trainable"] = counts["head"] + counts["backbone_trainable"]
 
-    ds = ManifestDataset(rows, processor, cfg.feature_dir, backbone.cfg.ssl.enabled)
+    augmenter = None
+    if cfg.augment.enabled:  # c2ser/data/augment.py, as in the stages; validation stays on the clean clips
+        from c2ser.data.augment import Augmenter
+
+        if backbone.cfg.ssl.enabled and not backbone.cfg.ssl.checkpoint:
+            raise ValueError(f"augment.enabled=true: {cfg.backbone} has no model.ssl.checkpoint, and the cached "
+                             "Emotion2Vec-S features are of the clean clips (Emotion2Vec-S must run online on the "
+                             "augmented audio): train the backbone with model.ssl.checkpoint set")
+        augmenter = Augmenter(cfg.augment, rows, cfg.seed)
+    ds = ManifestDataset(rows, processor, None if augmenter else cfg.feature_dir, backbone.cfg.ssl.enabled,
+                         wave_transform=augmenter)
     epochs = EpochBatches(ds, labels, cfg, acc.process_index, acc.num_processes)
     total_steps = sum(epochs.count(e) for e in range(cfg.epochs)) // cfg.grad_accum
     param_groups = [{"params": list(head.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
@@ -278,8 +292,8 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
     acc.print(f"head[{cfg.kind}]: data-parallel over {acc.num_processes} process"
               f"{'es' if acc.num_processes > 1 else ''} ({acc.distributed_type.value}, mixed precision "
               f"{acc.mixed_precision}); {len(rows)} training clips, {total_steps} updates, train_backbone="
-              f"{cfg.train_backbone}; parameters: {counts['total']} total, {counts['trainable']} trainable "
-              f"(head {counts['head']}, backbone {counts['backbone_trainable']})")
+              f"{cfg.train_backbone}, augment={cfg.augment.enabled}; parameters: {counts['total']} total, "
+              f"{counts['trainable']} trainable (head {counts['head']}, backbone {counts['backbone_trainable']})")
 
     st = _resume(acc, out)  # the newest complete state (the stages' rule); None: a fresh start
     step, epoch, consumed = (st["step"], st["epoch"], st["consumed"]) if st else (0, 0, 0)
@@ -291,6 +305,7 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
     done = step >= total_steps
     while not done and epoch < cfg.epochs:
         model.train()
+        ds.epoch = epoch  # the augmentation's draw (seed, epoch, key)
         for gb, idx in epochs.batches(epoch, skip=consumed):
             items = [ds[i] for i in idx]
             batch = to_device(collate(processor, items, "gen-ser", with_targets=False), acc.device)

@@ -5,17 +5,23 @@
 # fp32 process (recipes/tiny/conf/). Options:
 #   bash recipes/tiny/run.sh [--seeds 0 (default; 0,1,2 for the README's table)] [--stage 0] [--stop_stage 12]
 #                            [--exp exp/tiny] [--per_class 250] [--chat_clips 40] [--overlay F] [--head_overlay F]
-#                            [--joint_heads 0 (default) | 1]
+#                            [--joint_heads 0 (default) | 1] [--augment 0 (default) | 1] [--conditions C,C,...]
+# (--augment 1: stages 1 and 2 and the heads train on noisy, reverberant, level-changed copies of the clips,
+# recipes/tiny/conf/demo_augment.yaml and head_augment.yaml; its default --exp is exp/tiny_augment)
 # (--seed S = --seeds S; --overlay / --head_overlay files are merged after the demo's own, e.g. the CI's
 # recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,30,60
 # = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
 # run's); the seeds share the first seed's data, models and features (the seed changes the training runs only).
-# Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's stage 12); the demo adds:
+# Stages 0–9 are the recipe's (its stage 10, a per-run table, is replaced by the demo's 10 and 12); the demo adds:
 #   after 1   valid, valid2 and test style bins at their own speakers' μ ± σ (as training's: --cot_group_by speaker)
 #   after 7   the Gen-SER sampling step count chosen on validation (eval/select_gen_ser_steps.py)
 #   after 8   with --joint_heads 1: both heads again, now tuning the stage-2 backbone's LoRA jointly with the head
 #             (recipes/tiny/conf/head_lora.yaml; EXP/seedS/head_{gen_ser,ce}_lora), steps chosen on validation,
 #             scored on test and both validation splits like the frozen heads (~12 min more per seed)
+#   10        test UA of every system under listening conditions (--conditions C,C,... or `default` = clean, white
+#             and babble noise at 20 and 10 dB, reverb:0.6, telephone; the default with --augment 1, none without,
+#             which keeps the one-seed `make demo` short): eval/robustness.py, Emotion2Vec-S online on the degraded
+#             audio, EXP/seedS/robustness/ (robustness.{csv,md,png}), ~3 min per seed
 #   11        scripted EN/ZH chat questions on test clips balanced over languages and emotions vs `c2ser predict`
 #             (EXP/seedS/chat_consistency.json)
 #   12        EXP/RESULTS.md: valid, valid2 and test UA and style accuracy, mean ± std over the seeds, time per seed
@@ -24,7 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seeds=0; stage=0; stop_stage=12; exp=exp/tiny; per_class=250; chat_clips=40; joint_heads=0
+seeds=0; stage=0; stop_stage=12; exp=; per_class=250; chat_clips=40; joint_heads=0; augment=0; conditions=
+default_conditions=clean,noise:white:20,noise:white:10,noise:babble:20,noise:babble:10,reverb:0.6,telephone
 overlay=recipes/tiny/conf/demo_{stage}.yaml; head_overlay=recipes/tiny/conf/head.yaml
 passthrough=()
 while [ $# -gt 0 ]; do
@@ -36,6 +43,8 @@ while [ $# -gt 0 ]; do
     --per_class) per_class=$2; shift 2 ;;
     --chat_clips) chat_clips=$2; shift 2 ;;
     --joint_heads) joint_heads=$2; shift 2 ;;
+    --augment) augment=$2; shift 2 ;;
+    --conditions) conditions=$2; shift 2 ;;
     --overlay) overlay=$overlay,$2; shift 2 ;;
     --head_overlay) head_overlay=$head_overlay,$2; shift 2 ;;
     --*=*) passthrough+=("$1"); shift ;;
@@ -43,6 +52,13 @@ while [ $# -gt 0 ]; do
     *) echo "unexpected argument: $1" >&2; exit 1 ;;
   esac
 done
+case "$augment" in 0|1) ;; *) echo "--augment $augment: expected 0 or 1" >&2; exit 1 ;; esac
+if [ "$augment" = 1 ]; then  # the augmented run sits beside the plain one
+  overlay=$overlay,recipes/tiny/conf/demo_augment.yaml; head_overlay=$head_overlay,recipes/tiny/conf/head_augment.yaml
+  exp=${exp:-exp/tiny_augment}; conditions=${conditions:-default}
+fi
+exp=${exp:-exp/tiny}
+if [ "$conditions" = default ]; then conditions=$default_conditions; fi
 
 export HF_HUB_OFFLINE=1 DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false
 # one thread per process: the tiny model's 64-wide matrices gain little wall time from a second thread, for much more
@@ -101,6 +117,22 @@ run_seed() {  # run_seed SEED FIRST_SEED
         --corpus synthetic synthetic synthetic --out "$e/eval/head-${head}_lora" "$e/eval_valid/head-${head}_lora" \
         "$e/eval_valid2/head-${head}_lora"
     done
+  fi
+  if in_range 10 && [ -n "$conditions" ]; then
+    echo "== stage 10 (demo): test UA of every system under listening conditions ($conditions)"
+    local ckpts=() modes=() names=() sys ck mode
+    for sys in stage1-explicit stage1-implicit stage2-explicit stage2-implicit head-gen_ser head-ce \
+               head-gen_ser_lora head-ce_lora; do
+      case $sys in
+        stage*) ck=$e/${sys%%-*}/final; mode=${sys#*-} ;;
+        *) ck=$e/head_${sys#head-}/final; mode=gen-ser ;;
+      esac
+      [ -d "$ck" ] || continue
+      ckpts+=("$ck"); modes+=("$mode"); names+=("$sys")
+    done
+    python eval/robustness.py --checkpoint "${ckpts[@]}" --mode "${modes[@]}" --name "${names[@]}" \
+      --manifest "$d/test.cot.jsonl" --corpus synthetic --ssl-checkpoint "$e/models/emotion2vec-tiny-random.pt" \
+      --feature-dir "$e/features" --conditions ${conditions//,/ } --out "$e/robustness"
   fi
   if in_range 11; then
     echo "== stage 11 (demo): scripted chat questions vs c2ser predict ($chat_clips test clips)"
