@@ -93,3 +93,6 @@ def run(args):
         print(f"{corpus} [{mode}]{cond} n={r['n']} WA={100 * r['WA']:.2f} UA={100 * r['UA']:.2f} "
               f"macro-F1={100 * r['macro_F1']:.2f} unparsed={100 * r['unparsed_rate']:.2f}%"
               + (f" truncated={r['truncated']}" if "truncated" in r else "") + f"  → {out}")
+    from c2ser.evaluation.inference import end_processes
+
+    end_processes()

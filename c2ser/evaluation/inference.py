@@ -60,6 +60,17 @@ def process_state():
     return PartialState(cpu=True, backend="gloo")
 
 
+def end_processes() -> None:
+    """After a run of several processes: wait for all of them, then destroy the process group. A process that left
+    while gloo's threads still served the others could abort at exit ('terminate called without an active
+    exception', SIGABRT), failing the launch after every answer was written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 @torch.no_grad()
 def predict_manifest(model, processor, rows: list[dict], writer, mode: str = "implicit",
                      feature_dir: str | None = None, decoding: str = "greedy", max_new_tokens: int | None = None,
