@@ -73,19 +73,22 @@ def _robustness(path: Path) -> dict | None:
             "ua": {(r["system"], r["condition"]): float(r["UA"]) for r in rows}}
 
 
-def robustness_means(per: dict) -> tuple[list[str], list[dict]]:
-    """The first seed's conditions and, per system and condition, the mean UA over the seeds that have it."""
+def robustness_values(per: dict) -> tuple[list[str], dict, int]:
+    """The first seed's conditions, {(system, condition): [UA of each seed that has it]} in SYSTEMS order, and the
+    number of seeds with a robustness table."""
     robs = [per[s]["robustness"] for s in per if per[s]["robustness"]]
     if not robs:
-        return [], []
+        return [], {}, 0
     conditions = robs[0]["conditions"]
-    rows = []
-    for key, _ in SYSTEMS:
-        for c in conditions:
-            values = [r["ua"][key, c] for r in robs if (key, c) in r["ua"]]
-            if values:
-                rows.append({"system": key, "condition": c, "UA": statistics.mean(values)})
-    return conditions, rows
+    values = {(key, c): [r["ua"][key, c] for r in robs if (key, c) in r["ua"]]
+              for key, _ in SYSTEMS for c in conditions}
+    return conditions, {k: v for k, v in values.items() if v}, len(robs)
+
+
+def robustness_means(per: dict) -> tuple[list[str], list[dict]]:
+    """The first seed's conditions and, per system and condition, the mean UA over the seeds that have it."""
+    conditions, values, _ = robustness_values(per)
+    return conditions, [{"system": k, "condition": c, "UA": statistics.mean(v)} for (k, c), v in values.items()]
 
 
 def cpu_seconds(path: Path) -> float | None:
@@ -166,19 +169,18 @@ def table(per: dict) -> str:
                 lines.append(f"| {label} | {have[0]['n']} | " + " | ".join(
                     mean_std([c[k] for c in have]) for k in ("same_label", "follow_up_same_label", "same_language"))
                     + " |")
-    robs = [per[s]["robustness"] for s in seeds if per[s]["robustness"]]
-    if robs:
-        conditions = robs[0]["conditions"]
-        lines += ["", f"Test UA (%) under listening conditions (eval/robustness.py, the demo's stage 10: the "
-                  f"{robs[0]['n']} test clips degraded per clip key, SNR = mean power of the whole clip over the "
-                  "noise's, reverb = RT60 in s, telephone = 300–3400 Hz at 8 kHz; Emotion2Vec-S online on the "
-                  f"degraded audio), over {len(robs)} seeds:", "",
+    conditions, values, n_seeds = robustness_values(per)
+    if values:
+        n = next(per[s]["robustness"]["n"] for s in seeds if per[s]["robustness"])
+        lines += ["", f"Test UA (%) under listening conditions (eval/robustness.py, the demo's stage 10: the {n} test "
+                  "clips degraded per clip key, SNR = mean power of the whole clip over the noise's, reverb = RT60 in "
+                  "s, telephone = 300–3400 Hz at 8 kHz; Emotion2Vec-S online on the degraded audio), over "
+                  f"{n_seeds} seeds:", "",
                   "| system | seeds | " + " | ".join(conditions) + " |", "|---|---|" + "---|" * len(conditions)]
         for key, name in SYSTEMS:
-            have = [r for r in robs if any((key, c) in r["ua"] for c in conditions)]
-            if have:
-                lines.append(f"| {name} | {len(have)} | " + " | ".join(
-                    mean_std([r["ua"][key, c] for r in have if (key, c) in r["ua"]]) for c in conditions) + " |")
+            mine = [values.get((key, c), []) for c in conditions]
+            if any(mine):
+                lines.append(f"| {name} | {max(map(len, mine))} | " + " | ".join(map(mean_std, mine)) + " |")
     heads = [(h, kind, backbone) for h, kind, backbone in HEADS if any(per[s][h] for s in seeds)]
     if any(h.endswith("_lora") for h, _, _ in heads):
         lines += ["", "Heads (parameters as the head stage counted them; trainable = the head + the backbone parts it "

@@ -21,7 +21,7 @@
 #   10        test UA of every system under listening conditions (--conditions C,C,... or `default` = clean, white
 #             and babble noise at 20 and 10 dB, reverb:0.6, telephone; the default with --augment 1, none without,
 #             which keeps the one-seed `make demo` short): eval/robustness.py, Emotion2Vec-S online on the degraded
-#             audio, EXP/seedS/robustness/ (robustness.{csv,md,png}), ~3 min per seed
+#             audio, EXP/seedS/robustness/ (robustness.{csv,md,png}), ~4 min per seed
 #   11        scripted EN/ZH chat questions on test clips balanced over languages and emotions vs `c2ser predict`
 #             (EXP/seedS/chat_consistency.json)
 #   12        EXP/RESULTS.md: valid, valid2 and test UA and style accuracy, mean ± std over the seeds, time per seed
