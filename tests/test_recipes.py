@@ -62,15 +62,20 @@ def test_accelerate_configs_point_at_deepspeed_files():
 
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_demo_augment_overlay_turns_on_augmentation_with_online_emotion2vec(stage):
-    """recipes/tiny/run.sh --augment 1: the stages train augmented, with the seed's tiny Emotion2Vec-S online (its
-    path follows the run's feature directory) and the volume bins per speaker; nothing else of the demo changes."""
+    """recipes/tiny/run.sh --augment 1 (demo_augment_{stage}.yaml): stage 2 trains augmented, with the seed's tiny
+    Emotion2Vec-S online (its path follows the run's feature directory) and the volume bins per speaker; stage 1 is
+    the plain one (chosen on validation); nothing else of the demo changes."""
     files = [RECIPES / "c2ser/conf/model.yaml", RECIPES / f"c2ser/conf/{stage}.yaml", RECIPES / "c2ser/conf/tiny.yaml",
              RECIPES / f"tiny/conf/demo_{stage}.yaml"]
     over = ["data.train_manifest=x.jsonl", "data.feature_dir=exp/t/seed0/features"]
     plain = load_config(TrainConfig, files, over)
-    cfg = load_config(TrainConfig, files + [RECIPES / "tiny/conf/demo_augment.yaml"], over)
+    cfg = load_config(TrainConfig, files + [RECIPES / f"tiny/conf/demo_augment_{stage}.yaml"], over)
     assert not plain.data.augment.enabled and plain.model.ssl.checkpoint is None
+    if stage == "stage1":
+        assert cfg == plain
+        return
     assert cfg.data.augment.enabled and cfg.data.augment.volume_group_by == "speaker"
+    assert (cfg.data.augment.noise_prob, cfg.data.augment.snr_db) == (0.6, [5.0, 30.0])
     assert cfg.model.ssl.checkpoint == "exp/t/seed0/features/../models/emotion2vec-tiny-random.pt"
     cfg.data.augment, cfg.model.ssl.checkpoint = plain.data.augment, None
     assert cfg == plain

@@ -6,8 +6,8 @@
 #   bash recipes/tiny/run.sh [--seeds 0 (default; 0,1,2 for the README's table)] [--stage 0] [--stop_stage 12]
 #                            [--exp exp/tiny] [--per_class 250] [--chat_clips 40] [--overlay F] [--head_overlay F]
 #                            [--joint_heads 0 (default) | 1] [--augment 0 (default) | 1] [--conditions C,C,...]
-# (--augment 1: stages 1 and 2 and the heads train on noisy, reverberant, level-changed copies of the clips,
-# recipes/tiny/conf/demo_augment.yaml and head_augment.yaml; its default --exp is exp/tiny_augment)
+# (--augment 1: stage 2 and the heads train on noisy, reverberant, level-changed copies of the clips, stage 1 on the
+# clean clips, recipes/tiny/conf/demo_augment_{stage}.yaml and head_augment.yaml; its default --exp is exp/tiny_augment)
 # (--seed S = --seeds S; --overlay / --head_overlay files are merged after the demo's own, e.g. the CI's
 # recipes/tiny/conf/ci_*.yaml; any other --name value goes to recipes/c2ser/run.sh, e.g. --synthetic_held_out 40,30,60
 # = valid, valid2, test clips per emotion). Each seed trains in EXP/seedS (the head stage too: its seed is the
@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
 done
 case "$augment" in 0|1) ;; *) echo "--augment $augment: expected 0 or 1" >&2; exit 1 ;; esac
 if [ "$augment" = 1 ]; then  # the augmented run sits beside the plain one
-  overlay=$overlay,recipes/tiny/conf/demo_augment.yaml; head_overlay=$head_overlay,recipes/tiny/conf/head_augment.yaml
+  overlay=$overlay,recipes/tiny/conf/demo_augment_{stage}.yaml; head_overlay=$head_overlay,recipes/tiny/conf/head_augment.yaml
   exp=${exp:-exp/tiny_augment}; conditions=${conditions:-default}
 fi
 exp=${exp:-exp/tiny}
