@@ -3,8 +3,9 @@
 export HF_HUB_OFFLINE := 1
 export DS_ACCELERATOR := cpu
 
-# make demo: one seed; make demo SEEDS=0,1,2: the README's 3-seed table (mean ± std); AUGMENT=1: train on noisy,
-# reverberant, level-changed copies of the clips and score every system under listening conditions (exp/tiny_augment);
+# make demo: one seed; make demo SEEDS=0,1,2: the README's 3-seed table (mean ± std); AUGMENT=1: train stage 2 and
+# the heads on noisy, reverberant, level-changed copies of the clips (stage 1 on clean ones) and score every system
+# under listening conditions (exp/tiny_augment);
 # CONDITIONS=default (or a comma-separated list): the listening conditions without AUGMENT (recipes/tiny/run.sh)
 SEEDS ?= 0
 AUGMENT ?= 0

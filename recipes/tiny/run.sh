@@ -142,7 +142,9 @@ run_seed() {  # run_seed SEED FIRST_SEED
 }
 
 first=${seeds%%,*}
+# (a run of stage 12 alone runs no seed: it keeps the seeds' wall.json and cpu_times.txt)
 for s in ${seeds//,/ }; do
+  [ "$stage" -le 11 ] || break
   start=$(date +%s)
   # wall and CPU seconds of the seed (the CPU of every process it started; data preparation in the first seed only)
   ( run_seed "$s" "$first"; times > "$exp/seed$s/cpu_times.txt" )  # not piped: a pipe would fork a fresh shell
