@@ -89,3 +89,18 @@ def test_demo_head_augment_overlay_loads():
     assert cfg.augment.enabled and cfg.augment.volume_group_by == "speaker" and not plain.augment.enabled
     cfg.augment = plain.augment
     assert cfg == plain
+
+
+def test_demo_stage_12_alone_keeps_the_seeds_times(tmp_path):
+    """`run.sh --stage 12` (aggregation only) must not enter the seeds' loop: it once overwrote each seed's
+    wall.json and cpu_times.txt with a zero-second run. The aggregation itself fails here (no results), after the loop."""
+    for s in (0, 1):
+        (tmp_path / f"seed{s}").mkdir()
+        (tmp_path / f"seed{s}/wall.json").write_text('{"wall_s": 1234, "stages": "0-12"}')
+        (tmp_path / f"seed{s}/cpu_times.txt").write_text("1m0s 2m0s\n3m0s 4m0s\n")
+    proc = subprocess.run(["bash", str(RECIPES / "tiny/run.sh"), "--seeds", "0,1", "--stage", "12", "--stop_stage", "12",
+                           "--exp", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "== stage 12 (demo)" in proc.stdout, proc.stdout + proc.stderr
+    for s in (0, 1):
+        assert (tmp_path / f"seed{s}/wall.json").read_text() == '{"wall_s": 1234, "stages": "0-12"}'
+        assert (tmp_path / f"seed{s}/cpu_times.txt").read_text() == "1m0s 2m0s\n3m0s 4m0s\n"
