@@ -15,7 +15,11 @@ Starting Python, torch and c2ser costs seconds per process, so single-process jo
 (``python tests/kill_harness.py --serve``): it imports them once, runs no torch op (so no OpenMP thread exists
 before a fork), and forks one child per run, in a new session, that calls ``c2ser.cli.main(argv)`` or runs the
 script as ``__main__``. The child is a real process: the test kills it (and its own children, e.g. ffmpeg) with
-``os.killpg(pid, SIGKILL)``. Launcher jobs (``launch=True``: several processes) are started with ``subprocess``.
+``os.killpg(pid, SIGKILL)``. Launcher jobs (``launch=True``: several processes) are started with ``subprocess``;
+their workers run in sessions of their own (torch's elastic agent starts each with ``start_new_session``), so
+killing the launcher's group alone would leave them training, orphaned, beside the next start. Every process of a
+launcher run therefore carries a tag in its environment (``C2SER_KILL_JOB``), and a kill SIGKILLs each tagged
+process's group; a run that ends must leave no tagged process behind.
 """
 from __future__ import annotations
 
@@ -26,12 +30,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.002
+TAG = "C2SER_KILL_JOB"
 
 
 def child_env() -> dict:
@@ -115,8 +121,9 @@ class _Run:
         self.progress0 = job.progress(out) if job.progress else 0
         self.wall0 = time.time() - 0.01
         if job.launch:
-            self.popen = subprocess.Popen(job.argv(out), cwd=REPO, env=child_env(), stdout=open(log, "ab"),
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self.tag = uuid.uuid4().hex
+            self.popen = subprocess.Popen(job.argv(out), cwd=REPO, env=dict(child_env(), **{TAG: self.tag}),
+                                          stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
             self.pid = self.popen.pid
         else:
             self.popen = None
@@ -131,12 +138,56 @@ class _Run:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        return self.wait()
+        rc = self.wait()
+        if self.popen:
+            kill_tagged(self.tag)
+        return rc
+
+    def leftovers(self) -> list[str]:
+        """After the run ended: its processes still alive (each is killed), as 'pid command' lines."""
+        return kill_tagged(self.tag) if self.popen else []
 
     def wait(self, timeout: float = 600) -> int:
         if self.popen:
             return self.popen.wait(timeout=timeout)
         return self.server.wait(self.pid)
+
+
+def tagged(tag: str) -> list:
+    """The live processes whose environment carries ``TAG=tag`` (orphans included: they keep their environment)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(TAG) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def kill_tagged(tag: str, timeout: float = 30) -> list[str]:
+    """SIGKILL the group of every process tagged ``tag`` and wait until none is left; returns what was alive."""
+    import psutil
+
+    procs, alive = tagged(tag), []
+    for p in procs:
+        try:
+            alive.append(f"{p.pid} {' '.join(p.cmdline())[:200]}")
+            group = os.getpgid(p.pid)
+            if group == os.getpgrp():   # never the test's own group
+                os.kill(p.pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    deadline = time.monotonic() + timeout
+    while tagged(tag):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes tagged {tag} survived SIGKILL: {[p.pid for p in tagged(tag)]}")
+        time.sleep(0.05)
+    return alive
 
 
 def plan_moments(rng: random.Random, kills: int, reference_s: float, progress_total: int | None,
@@ -185,6 +236,9 @@ def run_once(server: ForkServer | None, job: Job, out: Path, log: Path, moment: 
             raise AssertionError(f"{job.name} still running after {limit_s:g} s; log {log}:\n"
                                  f"{log.read_text()[-3000:]}")
         time.sleep(POLL_S if moment is not None else 0.05)
+    left = run.leftovers()
+    if left:
+        raise AssertionError(f"{job.name} exited (rc {rc}) but left processes running: {left}; log {log}")
     if moment is not None:
         return f"{moment}: ended before it (rc {rc})"
     if rc != 0:

@@ -260,3 +260,59 @@ def test_resume_skips_a_state_truncated_or_missing_any_file(server, tiny_models,
     text = log.read_text()
     assert f"skipped {out / 'state-8'}: does not load" in text and f"resumed from {out / 'state-6'}" in text
     assert _train_outputs(out) == _train_outputs(ref)
+
+
+# ---- the harness itself: a kill reaches a launcher's workers, which run in sessions of their own ------------------
+_WORKER = "import os, sys, time; open(os.path.join(sys.argv[1], f'w{os.getpid()}'), 'w').close(); time.sleep(120)"
+
+
+def _worker_pids(out: Path) -> list[int]:
+    return sorted(int(p.name[1:]) for p in out.glob("w*"))
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_kill_reaches_the_launchers_workers(tmp_path):
+    """torch's launcher starts each worker with start_new_session: killing the launcher's group would orphan them
+    (still training beside the next start); the harness kills every process of the run."""
+    import time
+
+    from kill_harness import _Run
+
+    (tmp_path / "w.py").write_text(_WORKER)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    job = Job("torchrun, 2 sleeping workers", lambda out: [sys.executable, "-m", "torch.distributed.run",
+              "--nproc_per_node", "2", str(tmp_path / "w.py"), str(out)], lambda out: {}, launch=True)
+    run = _Run(None, job, pids, tmp_path / "run.log")
+    deadline = time.monotonic() + 60
+    while len(_worker_pids(pids)) < 2:
+        assert time.monotonic() < deadline and run.poll() is None, (tmp_path / "run.log").read_text()
+        time.sleep(0.05)
+    workers = _worker_pids(pids)
+    assert all(os.getsid(w) == w != run.pid for w in workers)   # each in a session of its own, not the launcher's
+    run.kill()
+    assert not any(_alive(w) for w in workers), workers
+
+
+def test_a_run_that_leaves_a_process_behind_fails(tmp_path):
+    from kill_harness import run_once
+
+    (tmp_path / "w.py").write_text(_WORKER)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    detach = ("import subprocess, sys, time; subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]], "
+              "start_new_session=True); time.sleep(1)")
+    job = Job("a launcher that leaves a worker", lambda out: [sys.executable, "-c", detach, str(tmp_path / "w.py"),
+              str(out)], lambda out: {}, launch=True)
+    with pytest.raises(AssertionError, match="left processes running"):
+        run_once(None, job, pids, tmp_path / "run.log")
+    left = _worker_pids(pids)
+    assert len(left) == 1 and not _alive(left[0])
