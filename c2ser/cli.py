@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from c2ser.launch_guard import die_with_launcher
+
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-tiny": ("c2ser.commands.build_tiny", "build tiny random models (real formats) for demos and tests"),
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
+    die_with_launcher()  # a worker of accelerate launch / torchrun must not outlive it (c2ser/launch_guard.py)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints help or the error

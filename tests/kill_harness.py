@@ -38,6 +38,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.002
 TAG = "C2SER_KILL_JOB"
+ORPHAN_GRACE_S = 5.0
 
 
 def child_env() -> dict:
@@ -76,6 +77,7 @@ class Report:
     moments: list[Moment]
     events: list[str] = field(default_factory=list)
     killed: int = 0
+    orphans: list[tuple[str, int]] = field(default_factory=list)  # (moment kind, processes that outlived the launcher)
     reference_s: float = 0.0
     killed_run_s: float = 0.0
 
@@ -117,7 +119,7 @@ class _Run:
     """One start of a job: through the fork server or as a launcher subprocess (own session either way)."""
 
     def __init__(self, server: ForkServer | None, job: Job, out: Path, log: Path):
-        self.server, self.log = server, log
+        self.server, self.log, self.orphans = server, log, []
         self.progress0 = job.progress(out) if job.progress else 0
         self.wall0 = time.time() - 0.01
         if job.launch:
@@ -139,8 +141,11 @@ class _Run:
         except ProcessLookupError:
             pass
         rc = self.wait()
-        if self.popen:
-            kill_tagged(self.tag)
+        if self.popen:  # the workers (own sessions) must die with the launcher (c2ser/launch_guard.py): a grace
+            deadline = time.monotonic() + ORPHAN_GRACE_S    # period, then whatever is left is counted and killed
+            while tagged(self.tag) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.orphans = kill_tagged(self.tag)
         return rc
 
     def leftovers(self) -> list[str]:
@@ -228,8 +233,10 @@ def run_once(server: ForkServer | None, job: Job, out: Path, log: Path, moment: 
             time.sleep(moment.delay)
             t = time.monotonic() - run.t0
             rc = run.kill()
+            orphans = (f"; {len(run.orphans)} processes outlived the launcher (killed): {run.orphans}"
+                       if run.orphans else "")
             if rc == -signal.SIGKILL:
-                return f"{moment}: killed after {t:.2f} s"
+                return f"{moment}: killed after {t:.2f} s{orphans}"
             return f"{moment}: ended at the kill (rc {rc})"
         if time.monotonic() - run.t0 > limit_s:
             run.kill()
@@ -269,6 +276,8 @@ def kill_test(server: ForkServer | None, job: Job, workdir: Path, kills: int, se
             event = run_once(server, job, out, log, m)
             report.events.append(event)
             report.killed += ": killed after" in event
+            if "outlived the launcher" in event:
+                report.orphans.append((m.kind, int(event.split("; ")[1].split()[0])))
         report.events.append(run_once(server, job, out, log))
     except AssertionError as e:  # the seed and the moments, so that it reproduces
         raise AssertionError(f"{report.describe()}\n{e}") from None

@@ -107,6 +107,9 @@ def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, 
     launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
     r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
     _report(r)
+    # the workers died with the launcher (c2ser/launch_guard.py), not by the harness's sweep; a kill at a start
+    # ("time") may land before a worker has asked, so only kills during training count
+    assert not [(kind, n) for kind, n in r.orphans if kind != "time"], r.describe()
     assert r.killed >= min(kills("train_zero2"), 3)
 
 
@@ -264,6 +267,7 @@ def test_resume_skips_a_state_truncated_or_missing_any_file(server, tiny_models,
 
 # ---- the harness itself: a kill reaches a launcher's workers, which run in sessions of their own ------------------
 _WORKER = "import os, sys, time; open(os.path.join(sys.argv[1], f'w{os.getpid()}'), 'w').close(); time.sleep(120)"
+_GUARDED = "from c2ser.launch_guard import die_with_launcher; assert die_with_launcher()\n" + _WORKER
 
 
 def _worker_pids(out: Path) -> list[int]:
@@ -279,14 +283,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_kill_reaches_the_launchers_workers(tmp_path):
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain worker", "c2ser's guard"])
+def test_a_kill_reaches_the_launchers_workers(tmp_path, guarded):
     """torch's launcher starts each worker with start_new_session: killing the launcher's group would orphan them
-    (still training beside the next start); the harness kills every process of the run."""
+    (still training beside the next start). The harness kills every process of the run and counts those that
+    outlived the launcher: both plain workers; none that called c2ser.launch_guard.die_with_launcher."""
     import time
 
     from kill_harness import _Run
 
-    (tmp_path / "w.py").write_text(_WORKER)
+    (tmp_path / "w.py").write_text(_GUARDED if guarded else _WORKER)
     pids = tmp_path / "pids"
     pids.mkdir()
     job = Job("torchrun, 2 sleeping workers", lambda out: [sys.executable, "-m", "torch.distributed.run",
@@ -300,6 +306,7 @@ def test_a_kill_reaches_the_launchers_workers(tmp_path):
     assert all(os.getsid(w) == w != run.pid for w in workers)   # each in a session of its own, not the launcher's
     run.kill()
     assert not any(_alive(w) for w in workers), workers
+    assert len(run.orphans) == (0 if guarded else 2), run.orphans
 
 
 def test_a_run_that_leaves_a_process_behind_fails(tmp_path):
