@@ -18,8 +18,9 @@ script as ``__main__``. The child is a real process: the test kills it (and its 
 ``os.killpg(pid, SIGKILL)``. Launcher jobs (``launch=True``: several processes) are started with ``subprocess``;
 their workers run in sessions of their own (torch's elastic agent starts each with ``start_new_session``), so
 killing the launcher's group alone would leave them training, orphaned, beside the next start. Every process of a
-launcher run therefore carries a tag in its environment (``C2SER_KILL_JOB``), and a kill SIGKILLs each tagged
-process's group; a run that ends must leave no tagged process behind.
+launcher run therefore carries a tag in its environment (``C2SER_KILL_JOB``); after a kill the harness waits up to
+``ORPHAN_GRACE_S`` for them to die with the launcher (``c2ser`` workers do: c2ser/launch_guard.py), then counts
+and SIGKILLs the rest; a run that ends by itself must leave no tagged process behind.
 """
 from __future__ import annotations
 
@@ -173,7 +174,9 @@ def tagged(tag: str) -> list:
 
 
 def kill_tagged(tag: str, timeout: float = 30) -> list[str]:
-    """SIGKILL the group of every process tagged ``tag`` and wait until none is left; returns what was alive."""
+    """SIGKILL the group of every process tagged ``tag`` and wait until each has died; returns what was alive.
+    (A dying process's environment reads as empty while the kernel tears it down, so the wait is on the processes
+    found, not on the tag.)"""
     import psutil
 
     procs, alive = tagged(tag), []
@@ -187,10 +190,17 @@ def kill_tagged(tag: str, timeout: float = 30) -> list[str]:
                 os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
+
+    def dead(p) -> bool:
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
     deadline = time.monotonic() + timeout
-    while tagged(tag):
+    while not all(dead(p) for p in procs) or tagged(tag):
         if time.monotonic() > deadline:
-            raise AssertionError(f"processes tagged {tag} survived SIGKILL: {[p.pid for p in tagged(tag)]}")
+            raise AssertionError(f"processes tagged {tag} survived SIGKILL: {[p.pid for p in procs if not dead(p)]}")
         time.sleep(0.05)
     return alive
 
@@ -235,9 +245,8 @@ def run_once(server: ForkServer | None, job: Job, out: Path, log: Path, moment: 
             rc = run.kill()
             orphans = (f"; {len(run.orphans)} processes outlived the launcher (killed): {run.orphans}"
                        if run.orphans else "")
-            if rc == -signal.SIGKILL:
-                return f"{moment}: killed after {t:.2f} s{orphans}"
-            return f"{moment}: ended at the kill (rc {rc})"
+            what = f"killed after {t:.2f} s" if rc == -signal.SIGKILL else f"ended at the kill (rc {rc})"
+            return f"{moment}: {what}{orphans}"
         if time.monotonic() - run.t0 > limit_s:
             run.kill()
             raise AssertionError(f"{job.name} still running after {limit_s:g} s; log {log}:\n"

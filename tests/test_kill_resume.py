@@ -305,7 +305,7 @@ def test_a_kill_reaches_the_launchers_workers(tmp_path, guarded):
     workers = _worker_pids(pids)
     assert all(os.getsid(w) == w != run.pid for w in workers)   # each in a session of its own, not the launcher's
     run.kill()
-    assert not any(_alive(w) for w in workers), workers
+    assert not any(_alive(w) for w in workers), (workers, run.orphans)
     assert len(run.orphans) == (0 if guarded else 2), run.orphans
 
 
