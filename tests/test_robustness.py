@@ -93,3 +93,37 @@ def test_robustness_rejects_a_bad_condition_before_loading_anything(tmp_path, ca
                             "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("robustness.py: error: --condition 'noise:white:x'")
+
+
+# ---- eval/search_margins.py: the number the augmentation searches compare ------------------------------------------
+def _robustness_csv(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["system,checkpoint,mode,condition,n,UA,WA,macro_F1,unparsed_rate"]
+    lines += [f"{system},ck,implicit,{cond},100,{ua},{ua},{ua},0.0" for system, cond, ua in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_search_margins_mean_over_seeds_of_the_mean_over_splits(tmp_path, capsys):
+    import search_margins  # eval/ is on sys.path (above)
+
+    # seed 0: clean 96 / 94, white 90 / 88; seed 1: clean 99 / 97, white 92 / 90; another system is ignored
+    for seed, split, clean, white in [(0, "valid", 0.96, 0.90), (0, "valid2", 0.94, 0.88),
+                                      (1, "valid", 0.99, 0.92), (1, "valid2", 0.97, 0.90)]:
+        _robustness_csv(tmp_path / f"seed{seed}" / split / "robustness.csv",
+                        [("stage2-implicit", "clean", clean), ("stage2-implicit", "noise:white:20", white),
+                         ("head-ce", "clean", 0.10)])
+    targets = {"clean": 95.0, "noise:white:20": 90.0}
+    ua, m = search_margins.margins(tmp_path, ["0", "1"], ["valid", "valid2"], targets)
+    # by hand: clean (95 + 98) / 2 - 95 = +1.5; white (89 + 91) / 2 - 90 = 0
+    assert m["clean"] == pytest.approx(1.5) and m["noise:white:20"] == pytest.approx(0.0, abs=1e-9)
+    assert ua[("1", "valid2", "clean")] == pytest.approx(97.0)
+    assert search_margins.main([str(tmp_path), "--seeds", "0,1", "--target", "clean=95", "noise:white:20=90"]) == 0
+    out = capsys.readouterr().out
+    assert "| margin | | +1.50 | +0.00 |" in out and "lowest clean UA of a seed and split: 94.0 (seed 0, valid2)" in out
+    # clear errors: a missing file, a missing condition, a bad target
+    with pytest.raises(SystemExit, match=r"seed2/valid/robustness.csv: not found"):
+        search_margins.margins(tmp_path, ["2"], ["valid"], targets)
+    with pytest.raises(SystemExit, match=r"no condition 'reverb:0.6'"):
+        search_margins.margins(tmp_path, ["0"], ["valid"], {"reverb:0.6": 85.0})
+    with pytest.raises(SystemExit, match=r"--target clean: expected CONDITION=UA"):
+        search_margins.parse_targets(["clean"])
