@@ -4,9 +4,10 @@ torch's elastic agent, which runs inside ``accelerate launch`` (DeepSpeed config
 every worker in a session of its own. When the launcher is killed outright (SIGKILL, the OOM killer, a
 scheduler's hard kill of the launcher alone), nothing stops its workers: they go on training, orphaned, and a job
 started again finds them writing into the same output folder. A Linux process can ask the kernel for a signal
-when its parent dies (``prctl(PR_SET_PDEATHSIG)``); a worker (``LOCAL_RANK`` set, as every launcher sets it) asks for SIGKILL as the first
-thing ``c2ser`` does. (A launcher killed in the fraction of a second between a worker's start and that request
-still leaves it: the worker cannot tell, since a launcher run as a container's PID 1 is its legitimate parent 1.)
+when its parent dies (``prctl(PR_SET_PDEATHSIG)``); a worker (``LOCAL_RANK`` set, as launchers set it) asks for
+SIGKILL as the first thing ``c2ser`` does. (A launcher killed in the fraction of a second between a worker's start
+and that request still leaves it: the worker cannot tell, since a launcher run as a container's PID 1 is its
+legitimate parent 1.)
 """
 from __future__ import annotations
 
