@@ -29,11 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_launcher()  # first: a worker of accelerate launch / torchrun must not outlive it (c2ser/launch_guard.py)
     parser = argparse.ArgumentParser(prog="c2ser", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
-    die_with_launcher()  # a worker of accelerate launch / torchrun must not outlive it (c2ser/launch_guard.py)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints help or the error

@@ -60,7 +60,7 @@ def _chat(path: Path) -> dict | None:
     return {k: data[k] for k, _ in CHAT_GROUPS if k in data}
 
 
-def _robustness(path: Path) -> dict | None:
+def read_robustness(path: Path) -> dict | None:
     """eval/robustness.py's CSV: the conditions in order, clips per condition, {(system, condition): UA}."""
     f = path / "robustness.csv"
     if not f.is_file():
@@ -130,7 +130,7 @@ def collect(exp: Path, seeds: list[str]) -> dict:
                   "valid": {k: _results(d / "eval_valid" / k) for k, _ in SYSTEMS},
                   "valid2": {k: _results(d / "eval_valid2" / k) for k, _ in SYSTEMS},
                   **{h: head_info(d, h) for h, _, _ in HEADS},
-                  "chat": _chat(d / "chat_consistency.json"), "robustness": _robustness(d / "robustness"),
+                  "chat": _chat(d / "chat_consistency.json"), "robustness": read_robustness(d / "robustness"),
                   "cpu_s": cpu_seconds(d / "cpu_times.txt"), "wall_s": wall.get("wall_s"),
                   "stages": wall.get("stages")}
     return per

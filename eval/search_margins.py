@@ -10,22 +10,24 @@ Reads ``RUN/seedS/SPLIT/robustness.csv`` (``eval/robustness.py --out RUN/seedS/S
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
+
+from aggregate_seeds import read_robustness  # eval/aggregate_seeds.py: the CSV reader of the demo's RESULTS.md
 
 DEFAULT_TARGETS = ["clean=95", "noise:white:20=90", "noise:babble:20=90", "noise:white:10=80", "noise:babble:10=80"]
 
 
 def read_ua(path: Path, system: str) -> dict[str, float]:
-    """{condition: UA %} of ``system`` in one robustness.csv."""
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found (run eval/robustness.py --out {path.parent})")
-    rows = [r for r in csv.DictReader(open(path)) if r["system"] == system]
-    if not rows:
-        raise SystemExit(f"{path}: no rows of system {system!r}")
-    return {r["condition"]: 100 * float(r["UA"]) for r in rows}
+    """{condition: UA %} of ``system`` in ``path/robustness.csv``."""
+    table = read_robustness(path)
+    if table is None:
+        raise SystemExit(f"{path / 'robustness.csv'}: not found or empty (run eval/robustness.py --out {path})")
+    got = {c: 100 * ua for (s, c), ua in table["ua"].items() if s == system}
+    if not got:
+        raise SystemExit(f"{path / 'robustness.csv'}: no rows of system {system!r}")
+    return got
 
 
 def margins(run: Path, seeds: list[str], splits: list[str], targets: dict[str, float],
@@ -34,11 +36,11 @@ def margins(run: Path, seeds: list[str], splits: list[str], targets: dict[str, f
     ua = {}
     for s in seeds:
         for split in splits:
-            path = run / f"seed{s}" / split / "robustness.csv"
+            path = run / f"seed{s}" / split
             got = read_ua(path, system)
             for c in targets:
                 if c not in got:
-                    raise SystemExit(f"{path}: no condition {c!r} (has {', '.join(got)})")
+                    raise SystemExit(f"{path / 'robustness.csv'}: no condition {c!r} (has {', '.join(got)})")
                 ua[(s, split, c)] = got[c]
     out = {c: statistics.mean(statistics.mean(ua[(s, sp, c)] for sp in splits) for s in seeds) - t
            for c, t in targets.items()}
@@ -76,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| mean | {sp} | " + " | ".join(f"{statistics.mean(ua[(s, sp, c)] for s in seeds):.1f}"
                                               for c in targets) + " |")
     print("| margin | | " + " | ".join(f"{m[c]:+.2f}" for c in targets) + " |")
-    worst = min(m, key=m.get)
-    lowest = min((ua[(s, sp, c)], s, sp) for s in seeds for sp in a.splits for c in list(targets)[:1])
-    print(f"smallest margin {m[worst]:+.2f} ({worst}); lowest {list(targets)[0]} UA of a seed and split: "
+    worst, first = min(m, key=m.get), next(iter(targets))
+    lowest = min((ua[(s, sp, first)], s, sp) for s in seeds for sp in a.splits)
+    print(f"smallest margin {m[worst]:+.2f} ({worst}); lowest {first} UA of a seed and split: "
           f"{lowest[0]:.1f} (seed {lowest[1]}, {lowest[2]})")
     return 0
 
