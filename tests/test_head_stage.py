@@ -263,20 +263,52 @@ def test_joint_tuning_overlay_loads_over_the_recipe_head_configs():
         load_config(HeadStageConfig, [conf / "head.yaml"], ["backbone=b", "train_manifest=t", "lm_loss_weight=1"])
 
 
-def test_head_stage_with_augmentation_resumes_exactly_and_needs_online_emotion2vec(stage_setup, tiny_models, tmp_path):
-    """augment.enabled: the head trains on degraded clips (drawn per seed, epoch, key; Emotion2Vec-S online), so it
-    ends with other weights than on the clean clips, and a killed run resumes to the uninterrupted run's weights. A
-    backbone without an Emotion2Vec-S checkpoint (cached clean features only) is refused, naming the setting."""
+def _online_backbone(stage_setup, tiny_models, tmp_path) -> tuple:
+    """The stage setup with a backbone that runs a tiny Emotion2Vec-S checkpoint online (augmentation needs it)."""
     from c2ser.models.config import SSLConfig
-
-    with pytest.raises(ValueError, match="model.ssl.checkpoint"):
-        train_head_stage(_config(stage_setup, tmp_path / "refused", **{"augment.enabled": "true"}), progress=False)
 
     e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
     torch.manual_seed(0)
     online = save_checkpoint(build_model(tiny_model_config(tiny_models, ssl=SSLConfig(dim=48, checkpoint=str(e2v)))),
                              tmp_path / "backbone_online")
-    setup = (online, stage_setup[1])
+    return online, stage_setup[1]
+
+
+def test_augmented_head_is_the_same_on_one_and_two_processes(stage_setup, tiny_models, tmp_path):
+    """With augmentation on (every clip noised, half of them reverberated, babble from other training clips), 2 DDP
+    processes end with the 1-process head: each clip's degradation depends on (seed, epoch, key) only, not on which
+    process loads it or which clips share its shard."""
+    setup = _online_backbone(stage_setup, tiny_models, tmp_path)
+    kw = {"kind": "ce", "epochs": 2, "augment.enabled": "true", "augment.noise_prob": 1.0,
+          "augment.reverb_prob": 0.5, "augment.noise_kinds": "[babble,white]"}
+    one = train_head_stage(_config(setup, tmp_path / "one", grad_accum=2, **kw), progress=False)
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
+               DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "-m", "c2ser.cli", "train-head", *_overrides(setup, tmp_path / "two", **kw)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _head_weights(one), _head_weights(tmp_path / "two" / "final")
+    assert a.keys() == b.keys() and len(a) > 2
+    # the pooling score's bias excepted: softmax over time ignores a bias added to every frame's score, so its
+    # gradient is rounding noise that Adam normalises up to lr-sized steps (as the key biases above)
+    diffs = {k: float((a[k] - b[k]).abs().max()) for k in a if k != "attn_score.bias"}
+    assert max(diffs.values()) < 2e-5, sorted(diffs.items(), key=lambda kv: -kv[1])[:8]
+    la = [json.loads(x)["loss"] for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert len(la) == len(lb) == 4 and la == pytest.approx(lb, rel=1e-4)
+    assert OmegaConf.load(tmp_path / "two" / "final" / "head" / "config.yaml").head_stage.augment.enabled is True
+
+
+def test_head_stage_with_augmentation_resumes_exactly_and_needs_online_emotion2vec(stage_setup, tiny_models, tmp_path):
+    """augment.enabled: the head trains on degraded clips (drawn per seed, epoch, key; Emotion2Vec-S online), so it
+    ends with other weights than on the clean clips, and a killed run resumes to the uninterrupted run's weights. A
+    backbone without an Emotion2Vec-S checkpoint (cached clean features only) is refused, naming the setting."""
+    with pytest.raises(ValueError, match="model.ssl.checkpoint"):
+        train_head_stage(_config(stage_setup, tmp_path / "refused", **{"augment.enabled": "true"}), progress=False)
+
+    setup = _online_backbone(stage_setup, tiny_models, tmp_path)
     kw = {"save_every": 2, "kind": "ce", "epochs": 2, "augment.enabled": "true", "augment.noise_prob": 1.0,
           "augment.reverb_prob": 0.5}
     full = train_head_stage(_config(setup, tmp_path / "full", **kw), progress=False)
