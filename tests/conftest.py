@@ -15,6 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("C2SER_SHARED", REPO.parent / "shared"))
 
 
+# The suite runs on two pytest-xdist workers (`make test`: `-n 2 --dist loadgroup`). Tests of one group run in one
+# worker, one after another, so a session fixture of theirs runs once: "rehearsal" holds the users of the recipe
+# rehearsal, which also are the only launchers on accelerate's default port (29500) and `c2ser web`'s (7860): the
+# recipe and the README commands are run as written; "demo" holds the demo pipeline. Every other test that starts a
+# launcher asks for a free port (`--main_process_port 0`, torchrun `--standalone`).
+XDIST_GROUPS = {"test_recipe_rehearsal.py": "rehearsal", "test_readme_commands.py": "rehearsal",
+                "test_demo_pipeline.py": "demo"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = XDIST_GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     from c2ser.testing import build_tiny_models

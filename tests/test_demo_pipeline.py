@@ -258,3 +258,53 @@ def test_joint_heads_option_tunes_the_backbone_lora_and_is_aggregated(demo_pipel
             params = OmegaConf.load(seed / f"head_{head}{suffix}" / "final" / "head" / "config.yaml").parameters
             assert heads[(kind, backbone)][5] == str(params.trainable), (head, suffix)
             assert heads[(kind, backbone)][4] == str(params.head), (head, suffix)
+
+
+def test_augmented_demo_trains_stage2_and_heads_on_degraded_clips(demo_pipeline, tmp_path):
+    """`recipes/tiny/run.sh --augment 1` (what `make demo AUGMENT=1` runs) from stage 2 on, on seed 0's data, models,
+    features and stage-1 model of the CI demo run: stage 2 and both heads train on degraded clips with Emotion2Vec-S
+    online, stage 1 stays the plain one, every system is scored under the asked conditions and RESULTS.md carries
+    those scores."""
+    import csv
+    import subprocess
+
+    from conftest import REPO, recipe_env
+
+    exp, _ = demo_pipeline
+    seed = tmp_path / "exp" / "seed0"
+    seed.mkdir(parents=True)
+    for d in ("data", "models", "features", "stage1"):
+        (seed / d).symlink_to(exp / "seed0" / d)
+    conditions = ["clean", "noise:white:20"]
+    common = ["bash", "recipes/tiny/run.sh", "--exp", str(tmp_path / "exp"), "--seeds", "0", "--augment", "1",
+              "--synthetic_held_out", "2,2,2", "--conditions", ",".join(conditions),
+              "--overlay", "recipes/tiny/conf/ci_train.yaml", "--head_overlay", "recipes/tiny/conf/ci_head.yaml"]
+    for stages in (["--stage", "5", "--stop_stage", "10"], ["--stage", "12"]):
+        proc = subprocess.run(common + stages, cwd=REPO, env=recipe_env(), capture_output=True, text=True,
+                              timeout=900)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+
+    stage2 = OmegaConf.load(seed / "stage2" / "final" / "config.yaml")
+    assert stage2.train.data.augment.enabled and stage2.train.data.augment.volume_group_by == "speaker"
+    assert stage2.train.model.ssl.checkpoint.endswith("emotion2vec-tiny-random.pt")  # Emotion2Vec-S online
+    assert stage2.result.step == 2  # ci_train.yaml's 2 updates
+    assert stage2.train.max_epochs == 32  # demo_augment_stage2.yaml is merged after the user's overlay
+    assert not OmegaConf.load(exp / "seed0" / "stage1" / "final" / "config.yaml").train.data.augment.enabled
+    for head in ("gen_ser", "ce"):
+        cfg = OmegaConf.load(seed / f"head_{head}" / "final" / "head" / "config.yaml")
+        assert cfg.head_stage.augment.enabled, head
+
+    systems = ["stage1-explicit", "stage1-implicit", "stage2-explicit", "stage2-implicit", "head-gen_ser", "head-ce"]
+    rows = list(csv.DictReader(open(seed / "robustness" / "robustness.csv")))
+    assert sorted((r["system"], r["condition"]) for r in rows) == sorted((s, c) for s in systems for c in conditions)
+    assert all(int(r["n"]) == 8 for r in rows)
+    by = {(r["system"], r["condition"]): float(r["UA"]) for r in rows}
+    table = {r[0]: r for r in _table((tmp_path / "exp" / "RESULTS.md").read_text(),
+                                     "| system | seeds | " + " | ".join(conditions) + " |")}
+    names = {system: name for name, system in ROWS.items()}
+    for system in systems:
+        row = table[names[system]]
+        assert row[1] == "1", row
+        for cell, condition in zip(row[2:], conditions):
+            _assert_cell(cell, [by[(system, condition)]], (system, condition))

@@ -199,6 +199,7 @@ def test_one_and_two_processes_give_the_same_head(stage_setup, tmp_path):
                DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--main_process_port", "0",
                            "-m", "c2ser.cli", "train-head", *_overrides(stage_setup, tmp_path / "two")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -286,6 +287,7 @@ def test_augmented_head_is_the_same_on_one_and_two_processes(stage_setup, tiny_m
                DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--main_process_port", "0",
                            "-m", "c2ser.cli", "train-head", *_overrides(setup, tmp_path / "two", **kw)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

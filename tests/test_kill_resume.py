@@ -104,7 +104,8 @@ def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, c
 
 def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, tmp_path):
     """The recipe's DeepSpeed config, 2 processes (~75 s here: each start is a 2-process launch)."""
-    launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2"]
+    launch = ["--config_file", "recipes/accelerate/ds_zero2.yaml", "--num_processes", "2",
+              "--main_process_port", "0"]  # a free port: the suite runs two workers (tests/conftest.py)
     r = kill_test(None, train_job(tiny_models, corpus, launch), tmp_path, kills("train_zero2"), SEED)
     _report(r)
     # the workers died with the launcher (c2ser/launch_guard.py), not by the harness's sweep; a kill at a start
@@ -296,7 +297,7 @@ def test_a_kill_reaches_the_launchers_workers(tmp_path, guarded):
     pids = tmp_path / "pids"
     pids.mkdir()
     job = Job("torchrun, 2 sleeping workers", lambda out: [sys.executable, "-m", "torch.distributed.run",
-              "--nproc_per_node", "2", str(tmp_path / "w.py"), str(out)], lambda out: {}, launch=True)
+              "--standalone", "--nproc_per_node", "2", str(tmp_path / "w.py"), str(out)], lambda out: {}, launch=True)
     run = _Run(None, job, pids, tmp_path / "run.log")
     deadline = time.monotonic() + 60
     while len(_worker_pids(pids)) < 2:

@@ -99,8 +99,8 @@ def test_two_process_run_with_the_recipe_launch_configs(models_json, tmp_path, l
     env = {"ACCELERATE_USE_CPU": "true"} if launch.startswith("ddp") else {}
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", *LAUNCH[launch], "--num_processes", "2",
-         str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-", "max_epochs=12",
-         "optim.scheduler=warmup_inverse_sqrt", "optim.warmup_steps=4", "optim.lr=2e-3"],
+         "--main_process_port", "0", str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-",
+         "max_epochs=12", "optim.scheduler=warmup_inverse_sqrt", "optim.warmup_steps=4", "optim.lr=2e-3"],
         cwd=REPO, env={**_env(), **env}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
