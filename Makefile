@@ -14,7 +14,7 @@ demo:
 	bash scripts/setup.sh && . .venv/bin/activate && \
 	  bash recipes/tiny/run.sh --seeds $(SEEDS) --augment $(AUGMENT) --conditions "$(CONDITIONS)"
 
-# make test: two pytest-xdist workers (the machine's 2 cores); tests/conftest.py XDIST_GROUPS keeps the tests that
-# start launchers in one of them
+# make test: two pytest-xdist workers (the machine's 2 cores), a test module at a time (tests/conftest.py says which
+# modules share one)
 test:
-	bash scripts/setup.sh --dev && . .venv/bin/activate && python -m pytest -q -n 2 --dist loadgroup
+	bash scripts/setup.sh --dev && . .venv/bin/activate && python -m pytest -q -n 2 --dist loadfile

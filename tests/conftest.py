@@ -15,20 +15,39 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("C2SER_SHARED", REPO.parent / "shared"))
 
 
-# The suite runs on two pytest-xdist workers (`make test`: `-n 2 --dist loadgroup`). Tests of one group run in one
-# worker, one after another, so a session fixture of theirs runs once: "rehearsal" holds the users of the recipe
-# rehearsal, which also are the only launchers on accelerate's default port (29500) and `c2ser web`'s (7860): the
-# recipe and the README commands are run as written; "demo" holds the demo pipeline. Every other test that starts a
-# launcher asks for a free port (`--main_process_port 0`, torchrun `--standalone`).
-XDIST_GROUPS = {"test_recipe_rehearsal.py": "rehearsal", "test_readme_commands.py": "rehearsal",
-                "test_demo_pipeline.py": "demo"}
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadfile`). Each test module is a unit of work,
+# run in one worker in file order (its module fixtures are built once; test_bad_input.py's summary sees every case).
+# SHARED_UNITS merges modules into one unit: the users of the recipe rehearsal (its session fixture then runs once),
+# which are also the only launchers on accelerate's default port (29500) and `c2ser web`'s (7860), as the recipe and
+# the README commands are run as written; every other test that starts a launcher asks for a free port
+# (`--main_process_port 0`, torchrun `--standalone`). FIRST: the longest units (minutes each), started first so
+# that the two workers finish together; the rest follow in file order.
+SHARED_UNITS = {"test_recipe_rehearsal.py": "rehearsal", "test_readme_commands.py": "rehearsal"}
+FIRST = ["test_demo_pipeline.py", "rehearsal", "test_kill_resume.py"]
+
+
+def _unit(module_file: str) -> str:
+    return SHARED_UNITS.get(module_file, module_file)
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = XDIST_GROUPS.get(item.path.name)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+    """The longest units first (a stable sort: file order otherwise)."""
+    rank = {unit: i for i, unit in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item.path.name), len(FIRST)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile with SHARED_UNITS merged (xdist's loadgroup marks are lost under pytest 9's node ids)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+
+    config.option.loadscopereorder = False  # keep the collection's order: FIRST, then file order
+    return Units(config, log)
 
 
 @pytest.fixture(scope="session")
