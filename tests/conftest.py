@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per worker (and per process it starts), set before torch is imported: the workers already
+    # share the cores, and the tiny models gain little from a second thread for much more CPU (docs/demo.md, "Time")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("C2SER_SHARED", REPO.parent / "shared"))
