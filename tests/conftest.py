@@ -40,6 +40,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(_unit(item.path.name), len(FIRST)))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, pytest ignores this one
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile with SHARED_UNITS merged (xdist's loadgroup marks are lost under pytest 9's node ids)."""
     if config.getvalue("dist") != "loadfile":
