@@ -54,7 +54,14 @@ def test_report_files_and_groups(tmp_path):
     r = score_predictions(rows, "emo_emilia", group_by="language")
     assert r["groups"]["en"]["WA"] == 1.0 and r["groups"]["zh"]["WA"] == 0.0
     assert r["style_accuracy"]["pitch"] == pytest.approx(1 / 3)
+    # a report killed while writing left half-written files (c2ser/atomic.py's NAME.tmp-PID): the next one removes
+    # them; a file of another writer in the folder stays
+    (tmp_path / "rep").mkdir()
+    for name in ("confusion.png.tmp-4242", "results.json.tmp-77", "predictions.jsonl"):
+        (tmp_path / "rep" / name).write_bytes(b"half")
     out = write_report(r, tmp_path / "rep", settings={"preset": "greedy"})
+    assert sorted(p.name for p in out.iterdir()) == ["confusion.csv", "confusion.png", "predictions.jsonl",
+                                                     "results.json", "results.md"]
     assert json.loads((out / "results.json").read_text())["decoding"]["preset"] == "greedy"
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| en | 2 | 100.00" in (out / "results.md").read_text()

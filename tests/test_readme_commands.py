@@ -33,6 +33,9 @@ from omegaconf import OmegaConf
 from checks import eval_folder, jsonl
 from conftest import REPO, recipe_env
 
+# the rehearsal fixture's run (the whole tiny recipe, minutes) is timed with the first test that uses it
+pytestmark = pytest.mark.timeout(1500)
+
 # Commands not run here, and why (each is run elsewhere or cannot run on this machine).
 NOT_RUN = {
     "make demo": "the demo (recipes/tiny/run.sh, minutes per seed) is not run by this test",

@@ -20,6 +20,9 @@ from c2ser.training.config import TrainConfig
 from checks import eval_folder
 from conftest import REPO, recipe_env
 
+# the rehearsal fixture's run (the whole tiny recipe, minutes) is timed with the first test that uses it
+pytestmark = pytest.mark.timeout(1500)
+
 
 def test_every_stage_ran_and_the_results_table_has_every_system(rehearsal):
     exp, out = rehearsal

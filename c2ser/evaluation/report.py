@@ -10,7 +10,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from c2ser.atomic import atomic_path, atomic_write_json, atomic_write_text
+from c2ser.atomic import atomic_path, atomic_write_json, atomic_write_text, remove_leftovers
 from c2ser.evaluation.metrics import ser_metrics
 from c2ser.evaluation.parse import parse_emotion
 from c2ser.evaluation.style import parse_style
@@ -50,6 +50,9 @@ def score_predictions(rows: list[dict], corpus: str, group_by: str | None = None
     return result
 
 
+REPORT_FILES = ("results.json", "confusion.csv", "confusion.png", "results.md")
+
+
 def write_report(result: dict, out_dir: str | Path, title: str = "", settings: dict | None = None) -> Path:
     """results.json, results.md, confusion.csv and confusion.png in ``out_dir``."""
     import matplotlib
@@ -59,6 +62,8 @@ def write_report(result: dict, out_dir: str | Path, title: str = "", settings: d
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:  # what a report killed while writing left half done: never read, written again below
+        remove_leftovers(out, name)
     full = {**result, "decoding": settings or {}}
     atomic_write_json(out / "results.json", full, indent=1, ensure_ascii=False)
     conf = result["confusion"]
