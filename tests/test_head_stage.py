@@ -189,21 +189,25 @@ def test_killed_head_run_resumes_to_the_same_weights(stage_setup, tmp_path):
         [r["loss"] for r in full_steps]
 
 
+def _train_head_on_two_processes(setup, out, **kw) -> str:
+    """``c2ser train-head`` under ``accelerate launch``, 2 CPU processes (gloo, fp32) on a free port; its output."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
+               DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--main_process_port", "0", "-m", "c2ser.cli", "train-head", *_overrides(setup, out, **kw)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
 def test_one_and_two_processes_give_the_same_head(stage_setup, tmp_path):
     """Same global batch (1 process x 2 accumulated batches = 2 processes x 1 batch), same data order and same
     Gen-SER noise (seeded per global batch): 2 DDP processes (gloo, fp32) end with the 1-process head. (Under
     DeepSpeed bf16 the backbone's states and the stored head weights are rounded to bf16, so equality holds only to
     bf16 precision; the recipe rehearsal runs that path with 2 processes.)"""
     one = train_head_stage(_config(stage_setup, tmp_path / "one", grad_accum=2), progress=False)
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
-               DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           "--main_process_port", "0",
-                           "-m", "c2ser.cli", "train-head", *_overrides(stage_setup, tmp_path / "two")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout + proc.stderr
+    out = _train_head_on_two_processes(stage_setup, tmp_path / "two")
     assert "data-parallel over 2 processes" in out and out.count("head checkpoint:") == 1  # the main process writes
     a, b = _head_weights(one), _head_weights(tmp_path / "two" / "final")
     assert a.keys() == b.keys()
@@ -283,14 +287,7 @@ def test_augmented_head_is_the_same_on_one_and_two_processes(stage_setup, tiny_m
     kw = {"kind": "ce", "epochs": 2, "augment.enabled": "true", "augment.noise_prob": 1.0,
           "augment.reverb_prob": 0.5, "augment.noise_kinds": "[babble,white]"}
     one = train_head_stage(_config(setup, tmp_path / "one", grad_accum=2, **kw), progress=False)
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
-               DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           "--main_process_port", "0",
-                           "-m", "c2ser.cli", "train-head", *_overrides(setup, tmp_path / "two", **kw)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _train_head_on_two_processes(setup, tmp_path / "two", **kw)
     a, b = _head_weights(one), _head_weights(tmp_path / "two" / "final")
     assert a.keys() == b.keys() and len(a) > 2
     # the pooling score's bias excepted: softmax over time ignores a bias added to every frame's score, so its
