@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-head": ("c2ser.commands.train_head", "train a Gen-SER (or CE baseline) output head on a frozen backbone"),
     "score": ("c2ser.commands.score", "score an existing predictions file"),
     "train": ("c2ser.commands.train", "train one stage (explicit CoT, self-distillation, implicit) under accelerate"),
+    "average": ("c2ser.commands.average", "average the trained weights of several checkpoints of one run"),
     "plan": ("c2ser.commands.plan", "per-GPU training memory of a config (meta-device model) and whether it fits"),
     "predict": ("c2ser.commands.predict", "emotion of audio files (implicit, explicit or gen-ser)"),
     "chat": ("c2ser.commands.chat", "interactive multi-turn chat about a clip"),

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 WORKER = Path(__file__).parent / "helpers" / "train_worker.py"
@@ -38,18 +39,42 @@ def _weights(final: Path) -> dict:
     return w
 
 
+def _mean_of(dirs: list[Path]) -> dict:
+    """The element-wise mean of checkpoints' weights, computed here with torch (not c2ser/averaging.py)."""
+    ws = [_weights(d) for d in dirs]
+    return {k: (sum(w[k].double() for w in ws) / len(ws)).to(ws[0][k].dtype) for k in ws[0]}
+
+
+def _assert_final_is_the_mean_of_the_last_epochs(out: Path, epochs: list[int]):
+    from omegaconf import OmegaConf
+
+    kept = sorted((out / "epochs").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in kept] == [f"epoch-{e}" for e in epochs]
+    final, mean, last = _weights(out / "final"), _mean_of(kept), _weights(kept[-1])
+    assert final.keys() == mean.keys()
+    for k in final:
+        assert torch.equal(final[k], mean[k]), k
+    assert any(not torch.equal(final[k], last[k]) for k in final)  # the mean is not the last epoch's end
+    assert list(OmegaConf.load(out / "final" / "config.yaml").result.averaged_epochs) == epochs
+
+
 def test_killed_and_resumed_run_ends_with_the_same_weights(models_json, tmp_path):
+    """Checkpoint averaging on (the last 3 of 4 epochs): a run stopped after update 7 (its last state at update 6)
+    resumes from state-6 to the uninterrupted run's epoch ends and final (averaged) weights."""
     corpus = tmp_path / "corpus"
-    _run([sys.executable, str(WORKER), str(tmp_path / "full"), str(models_json), str(corpus)], tmp_path)
-    # "kill" after update 7 (last state saved at update 6), then start again: it resumes from state-6
-    _run([sys.executable, str(WORKER), str(tmp_path / "resumed"), str(models_json), str(corpus), "7"], tmp_path)
+    avg = ["average_last_epochs=3"]
+    _run([sys.executable, str(WORKER), str(tmp_path / "full"), str(models_json), str(corpus), "-", *avg], tmp_path)
+    _run([sys.executable, str(WORKER), str(tmp_path / "resumed"), str(models_json), str(corpus), "7", *avg], tmp_path)
     assert (tmp_path / "resumed" / "state-6").is_dir() and not (tmp_path / "resumed" / "final").exists()
-    proc = _run([sys.executable, str(WORKER), str(tmp_path / "resumed"), str(models_json), str(corpus)], tmp_path)
+    proc = _run([sys.executable, str(WORKER), str(tmp_path / "resumed"), str(models_json), str(corpus), "-", *avg],
+                tmp_path)
     assert "resumed from" in proc.stdout + proc.stderr
     a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "resumed" / "final")
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
         assert (a[k] == b[k]).all(), k
+    _assert_final_is_the_mean_of_the_last_epochs(tmp_path / "full", [2, 3, 4])
+    _assert_final_is_the_mean_of_the_last_epochs(tmp_path / "resumed", [2, 3, 4])
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert {r["explicit"] for r in log} == {True, False}  # stage-2 schedule mixed both tasks
     # constant schedule with a 3-update warm-up: 1/3, 2/3, then the base lr, as applied by AdamW
@@ -100,7 +125,8 @@ def test_two_process_run_with_the_recipe_launch_configs(models_json, tmp_path, l
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", *LAUNCH[launch], "--num_processes", "2",
          "--main_process_port", "0", str(WORKER), str(out), str(models_json), str(tmp_path / "corpus"), "-",
-         "max_epochs=12", "optim.scheduler=warmup_inverse_sqrt", "optim.warmup_steps=4", "optim.lr=2e-3"],
+         "max_epochs=12", "optim.scheduler=warmup_inverse_sqrt", "optim.warmup_steps=4", "optim.lr=2e-3",
+         "average_last_epochs=2"],
         cwd=REPO, env={**_env(), **env}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -116,7 +142,8 @@ def test_two_process_run_with_the_recipe_launch_configs(models_json, tmp_path, l
         assert r["lr_applied"] == pytest.approx(_official_warmup_lr(2e-3, r["step"], 4), rel=1e-6), r
     losses = [r["loss"] for r in log]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
-    assert (out / "final" / "model.safetensors").is_file()
+    # the final weights: the mean of the last 2 epochs' ends (under ZeRO-3 loaded into the gathered parameters)
+    _assert_final_is_the_mean_of_the_last_epochs(out, [11, 12])
 
 
 def test_killed_and_resumed_run_with_augmentation_ends_with_the_same_weights(models_json, tmp_path):

@@ -97,11 +97,16 @@ class TrainConfig:
     log_every: int = 10
     valid_every: int = 1                    # epochs between validations (0 = only at the end)
     keep_states: int = 2
+    # > 0: the final weights are the mean of the trained weights at the ends of the last N epochs (WeNet's
+    # average_num; each end kept in OUTPUT_DIR/epochs/epoch-E, the last one being the run's end); 0: the last update's
+    average_last_epochs: int = 0
     max_new_tokens: int = 96                # validation decoding
 
     def __post_init__(self):
         if self.task not in ("explicit", "distill", "implicit"):
             raise ValueError(f"task={self.task!r}: expected explicit, distill or implicit")
+        if self.average_last_epochs < 0:
+            raise ValueError(f"average_last_epochs={self.average_last_epochs}: expected 0 (off) or a number of epochs")
         ssl = self.model.ssl
         if self.data.augment.enabled and ssl.enabled and not ssl.checkpoint:
             raise ValueError("data.augment.enabled=true needs Emotion2Vec-S online on the augmented audio (cached "

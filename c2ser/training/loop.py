@@ -2,7 +2,8 @@
 
 Readable top to bottom: build → data → optimiser → (resume) → for each batch: pick the task (stage-2
 schedule), forward, backward, clip, step, lr → log, save a resumable state every ``save_every`` updates →
-validate and save a checkpoint at each epoch end. Launch::
+validate at each epoch end (and keep its weights when ``average_last_epochs`` is on) → the final checkpoint (the
+last update's weights, or the mean of the last epochs' ends: c2ser/averaging.py). Launch::
 
     accelerate launch [--config_file recipes/accelerate/ds_zero2.yaml] -m c2ser.cli train --config CONF.yaml k=v …
 """
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from c2ser.atomic import (TMP_MARK, WriteError, atomic_write_json, atomic_write_text, is_write_failure,
                           remove_leftovers, write_error)
+from c2ser.averaging import as_model_state, average_trained
 from c2ser.checkpoint import load_weights, save_checkpoint
 from c2ser.config import to_dict
 from c2ser.data.validate import validate_training_rows
@@ -223,10 +225,17 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                 done = True
                 break
         if not done:
+            if cfg.average_last_epochs:
+                _keep_epoch_end(acc, model, out, epoch + 1, cfg.average_last_epochs)
             epoch, consumed = epoch + 1, 0
             if cfg.data.valid_manifest and cfg.valid_every and epoch % cfg.valid_every == 0:
                 validate(cfg, acc, model, processor, step, zero3)
     bar.close()
+    averaged = None
+    if cfg.average_last_epochs:
+        if done:  # the run ended inside its last epoch (a max_steps run: a partial one): that is its end
+            _keep_epoch_end(acc, model, out, epoch + 1, cfg.average_last_epochs)
+        averaged = _load_average(acc, model, out, cfg.average_last_epochs, zero3)
     if cfg.data.valid_manifest:
         metrics = validate(cfg, acc, model, processor, step, zero3)
     else:
@@ -235,7 +244,9 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
     state_dict = acc.get_state_dict(model)
     if acc.is_main_process:
         save_checkpoint(acc.unwrap_model(model), final, state_dict=state_dict,
-                        extra_config={"train": to_dict(cfg), "result": {"step": step, **metrics},
+                        extra_config={"train": to_dict(cfg),
+                                      "result": {"step": step, **metrics,
+                                                 **({"averaged_epochs": averaged} if averaged else {})},
                                       "launch": {"distributed_type": str(acc.distributed_type.value),
                                                  "num_processes": acc.num_processes,
                                                  "mixed_precision": str(acc.mixed_precision)}})
@@ -299,6 +310,48 @@ def _save_state(acc: Accelerator, out: Path, step: int, epoch: int, consumed: in
         for old in _state_dirs(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
+
+
+def _epoch_dirs(out: Path) -> list[Path]:
+    """The kept epoch ends ``epochs/epoch-E`` (complete saves only), oldest first."""
+    d = out / "epochs"
+    return sorted((p for p in d.glob("epoch-*") if p.is_dir() and p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
+
+
+def _keep_epoch_end(acc: Accelerator, model, out: Path, number: int, keep: int) -> None:
+    """The trained weights at the end of epoch ``number`` (1-based) → ``OUTPUT_DIR/epochs/epoch-N`` (a checkpoint,
+    written atomically); only the newest ``keep`` are kept. A resumed run writes the same weights again."""
+    state_dict = acc.get_state_dict(model)  # under ZeRO-3 a gather: every process takes part
+    if acc.is_main_process:
+        save_checkpoint(acc.unwrap_model(model), out / "epochs" / f"epoch-{number}", state_dict=state_dict,
+                        extra_config={"epoch": number})
+        for old in _epoch_dirs(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def _load_average(acc: Accelerator, model, out: Path, keep: int, zero3: bool) -> list[int]:
+    """Put the mean of the newest ``keep`` epoch ends into the model (every process reads the files; under ZeRO-3
+    the main process writes into the gathered parameters); returns the averaged epochs."""
+    dirs = _epoch_dirs(out)[-keep:]
+    state = as_model_state(average_trained(dirs))
+    inner = acc.unwrap_model(model)
+    unknown = [k for k in state if k not in inner.state_dict()]  # buffers (positional tables) are stored too
+    if unknown:
+        raise ValueError(f"{dirs[-1]}: weights not in the model, e.g. {unknown[:3]}")
+    if zero3:
+        import deepspeed
+
+        params = [p for n, p in inner.named_parameters() if n in state]
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+            if acc.is_main_process:
+                inner.load_state_dict(state, strict=False)
+    else:
+        inner.load_state_dict(state, strict=False)
+    acc.wait_for_everyone()
+    epochs = [int(d.name[6:]) for d in dirs]
+    acc.print(f"final weights: the mean of the ends of epochs {epochs} (average_last_epochs={keep})")
+    return epochs
 
 
 @torch.no_grad()
