@@ -85,20 +85,23 @@ def _train_outputs(out: Path) -> dict[str, bytes]:
     return {"model": (final / "model.safetensors").read_bytes(),
             "lora": (final / "lora" / "adapter_model.safetensors").read_bytes(),
             "log": json.dumps([(r["step"], r["loss"], r["lr"]) for r in log]).encode(),
-            "leftovers": str(sorted(p.name for p in out.glob("*.tmp*"))).encode()}
+            "leftovers": str(sorted(p.name for p in [*out.glob("*.tmp*"), *out.glob("epochs/*.*")])).encode(),
+            "epochs": str(sorted(p.name for p in out.glob("epochs/*"))).encode()}
 
 
-def train_job(tiny_models, corpus, launch: list[str] | None = None) -> Job:
+def train_job(tiny_models, corpus, launch: list[str] | None = None, **over) -> Job:
     argv = (lambda out: [sys.executable, "-m", "accelerate.commands.launch", *launch, "-m", "c2ser.cli",
                          "train", "--config", str(out / "train.yaml")]) if launch else \
         (lambda out: ["train", "--config", str(out / "train.yaml")])
     return Job("c2ser train" + (" (DeepSpeed ZeRO-2, 2 processes)" if launch else ""), argv, _train_outputs,
                progress=lambda out: _lines(out / "log.jsonl"), saving="state-*.tmp-save", launch=bool(launch),
-               prepare=lambda out: _train_config(tiny_models, corpus, out))
+               prepare=lambda out: _train_config(tiny_models, corpus, out, **over))
 
 
 def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, corpus, tmp_path):
-    r = kill_test(server, train_job(tiny_models, corpus), tmp_path, kills("train"), SEED)
+    """Checkpoint averaging on (``average_last_epochs=2``: epoch ends saved, the final weights their mean), so kills
+    also land in those saves; the DeepSpeed test below runs without it."""
+    r = kill_test(server, train_job(tiny_models, corpus, average_last_epochs=2), tmp_path, kills("train"), SEED)
     _report(r)
     assert r.killed >= min(kills("train"), 3)
 

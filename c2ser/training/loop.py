@@ -325,7 +325,7 @@ def _keep_epoch_end(acc: Accelerator, model, out: Path, number: int, keep: int) 
     if acc.is_main_process:
         save_checkpoint(acc.unwrap_model(model), out / "epochs" / f"epoch-{number}", state_dict=state_dict,
                         extra_config={"epoch": number})
-        for old in _epoch_dirs(out)[:-keep]:
+        for old in _epoch_dirs(out)[:-keep] + list((out / "epochs").glob("epoch-*.*")):  # + a killed save's
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
 
