@@ -336,7 +336,8 @@ def _load_average(acc: Accelerator, model, out: Path, keep: int, zero3: bool) ->
     dirs = _epoch_dirs(out)[-keep:]
     state = as_model_state(average_trained(dirs))
     inner = acc.unwrap_model(model)
-    unknown = [k for k in state if k not in inner.state_dict()]  # buffers (positional tables) are stored too
+    own = inner.state_dict()  # buffers (positional tables) are stored too
+    unknown = [k for k in state if k not in own]
     if unknown:
         raise ValueError(f"{dirs[-1]}: weights not in the model, e.g. {unknown[:3]}")
     if zero3:
