@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from c2ser.checkpoint import _read_safetensors
+from c2ser.checkpoint import _read_safetensors, commit_directory
 
 WEIGHT_FILES = ("model.safetensors", "lora/adapter_model.safetensors", "llm/model.safetensors")
 
@@ -80,10 +80,5 @@ def save_average(paths: list[str | Path], out: str | Path) -> Path:
     cfg = OmegaConf.load(last / "config.yaml")
     cfg.averaged_from = [str(Path(p).resolve()) for p in paths]
     OmegaConf.save(cfg, tmp / "config.yaml")
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.replace(old)
-    tmp.replace(out)
-    shutil.rmtree(old, ignore_errors=True)
+    commit_directory(tmp, out)
     return out

@@ -108,6 +108,13 @@ def _save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | Non
         save_file({k: v.detach().contiguous().cpu() for k, v in st["llm"].items()}, tmp / "llm" / "model.safetensors")
     OmegaConf.save(OmegaConf.create({"model": _absolute_paths(to_dict(model.cfg)), **(extra_config or {})}),
                    tmp / "config.yaml")
+    commit_directory(tmp, path)
+    return path
+
+
+def commit_directory(tmp: Path, path: Path) -> None:
+    """Put the fully written folder ``tmp`` at ``path``; an existing ``path`` is first moved to ``path.old``, removed
+    once the new one is in place (a kill in between leaves the old one beside, never a half-written ``path``)."""
     if path.exists():
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -116,7 +123,6 @@ def _save_checkpoint(model: C2SERModel, path: str | Path, state_dict: dict | Non
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
-    return path
 
 
 def load_model_config(path: str | Path, overrides: list[str] | tuple = ()) -> ModelConfig:

@@ -225,7 +225,8 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                 done = True
                 break
         if not done:
-            if cfg.average_last_epochs:
+            # an epoch that cannot be among the last N is not kept (under ZeRO-3 each keep gathers the model)
+            if cfg.average_last_epochs and (cfg.max_steps or epoch + 1 > cfg.max_epochs - cfg.average_last_epochs):
                 _keep_epoch_end(acc, model, out, epoch + 1, cfg.average_last_epochs)
             epoch, consumed = epoch + 1, 0
             if cfg.data.valid_manifest and cfg.valid_every and epoch % cfg.valid_every == 0:
