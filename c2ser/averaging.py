@@ -16,7 +16,8 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from c2ser.checkpoint import _read_safetensors, commit_directory
+from c2ser.atomic import is_write_failure, write_error
+from c2ser.checkpoint import commit_directory, read_safetensors
 
 WEIGHT_FILES = ("model.safetensors", "lora/adapter_model.safetensors", "llm/model.safetensors")
 
@@ -26,7 +27,7 @@ def read_trained(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     path = Path(path)
     if not (path / "config.yaml").is_file():
         raise FileNotFoundError(f"{path}: not a c2ser checkpoint (no config.yaml)")
-    return {rel: _read_safetensors(path / rel) for rel in WEIGHT_FILES if (path / rel).is_file()}
+    return {rel: read_safetensors(path / rel) for rel in WEIGHT_FILES if (path / rel).is_file()}
 
 
 def average_trained(paths: list[str | Path]) -> dict[str, dict[str, torch.Tensor]]:
@@ -70,15 +71,21 @@ def save_average(paths: list[str | Path], out: str | Path) -> Path:
     averaged = average_trained(paths)
     out, last = Path(out), Path(paths[-1])
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for rel, tensors in averaged.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / rel)
-    if (last / "lora" / "adapter_config.json").is_file():
-        shutil.copy(last / "lora" / "adapter_config.json", tmp / "lora" / "adapter_config.json")
-    cfg = OmegaConf.load(last / "config.yaml")
-    cfg.averaged_from = [str(Path(p).resolve()) for p in paths]
-    OmegaConf.save(cfg, tmp / "config.yaml")
-    commit_directory(tmp, out)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for rel, tensors in averaged.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / rel)
+        if (last / "lora" / "adapter_config.json").is_file():
+            shutil.copy(last / "lora" / "adapter_config.json", tmp / "lora" / "adapter_config.json")
+        cfg = OmegaConf.load(last / "config.yaml")
+        cfg.averaged_from = [str(Path(p).resolve()) for p in paths]
+        OmegaConf.save(cfg, tmp / "config.yaml")
+        commit_directory(tmp, out)
+    except Exception as e:  # a full disk or read-only folder: one line naming ``out``, no half-written folder left
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_failure(e, tmp):
+            raise write_error(out, e) from None
+        raise
     return out

@@ -138,7 +138,7 @@ def load_model_config(path: str | Path, overrides: list[str] | tuple = ()) -> Mo
     return from_dict(ModelConfig, _resolve_paths(OmegaConf.to_container(data), path))
 
 
-def _read_safetensors(f: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(f: Path) -> dict[str, torch.Tensor]:
     """``load_file`` with a one-line error naming the file (missing, truncated or not safetensors)."""
     if not f.is_file():
         raise FileNotFoundError(f"{f}: checkpoint weights not found")
@@ -151,7 +151,7 @@ def _read_safetensors(f: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: C2SERModel, path: str | Path) -> None:
     """Load a checkpoint's trained weights into a model built with the same config; fail on any key mismatch."""
     path = Path(path)
-    weights = _read_safetensors(path / "model.safetensors")
+    weights = read_safetensors(path / "model.safetensors")
     own = model.state_dict()
     bad = [k for k in weights if k not in own or own[k].shape != weights[k].shape]
     missing = [k for k in own if k.startswith(_saved_prefixes(model.cfg.trainable)) and k not in weights]
@@ -162,7 +162,7 @@ def load_weights(model: C2SERModel, path: str | Path) -> None:
         f = path / sub / ("adapter_model.safetensors" if sub == "lora" else "model.safetensors")
         if f.is_file():
             extra = {prefix + (k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
-                               if sub == "lora" else k): v for k, v in _read_safetensors(f).items()}
+                               if sub == "lora" else k): v for k, v in read_safetensors(f).items()}
             unknown = [k for k in extra if k not in own]
             if unknown:
                 raise ValueError(f"{f}: keys not in the model, e.g. {unknown[:3]}")

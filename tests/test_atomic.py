@@ -204,6 +204,26 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_and_no_half_folder(tiny_models,
     assert sorted(p.name for p in small_fs.mnt.iterdir()) == ["filler"]
 
 
+def test_an_average_on_a_full_disk_is_one_line_and_no_half_folder(small_fs, tmp_path):
+    import torch
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    from c2ser.averaging import save_average
+
+    dirs = []
+    for i in range(2):  # two checkpoint folders of 256 KiB of weights each
+        d = tmp_path / f"c{i}"
+        d.mkdir()
+        save_file({"adapter.w": torch.full((65536,), float(i))}, d / "model.safetensors")
+        OmegaConf.save(OmegaConf.create({"model": {}}), d / "config.yaml")
+        dirs.append(d)
+    small_fs.fill(64 << 10)
+    with pytest.raises(WriteError, match=r"/fs/avg: cannot write \(No space left on device\)"):
+        save_average(dirs, small_fs.mnt / "avg")
+    assert sorted(p.name for p in small_fs.mnt.iterdir()) == ["filler"]
+
+
 def test_cot_labels_measurements_survive_a_torn_line(tmp_path):
     sys.path.insert(0, str(REPO / "data_prep"))
     from cot_labels import MeasureCache
