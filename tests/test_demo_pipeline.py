@@ -262,9 +262,9 @@ def test_joint_heads_option_tunes_the_backbone_lora_and_is_aggregated(demo_pipel
 
 def test_augmented_demo_trains_stage2_and_heads_on_degraded_clips(demo_pipeline, tmp_path):
     """`recipes/tiny/run.sh --augment 1` (what `make demo AUGMENT=1` runs) from its stage 5 (training stage 2) on, on
-    seed 0's data, models, features and stage-1 model of the CI demo run: stage 2 and both heads train on degraded clips with Emotion2Vec-S
-    online, stage 1 stays the plain one, every system is scored under the asked conditions and RESULTS.md carries
-    those scores."""
+    seed 0's data, models, features and stage-1 model of the CI demo run: stage 2 and both heads train on degraded
+    clips with Emotion2Vec-S online, stage 1 stays the plain one, every system is scored under the asked conditions
+    and RESULTS.md carries those scores."""
     import csv
     import subprocess
 
