@@ -234,3 +234,31 @@ def test_training_items_carry_the_augmented_wave_for_both_encoders(clips, tmp_pa
         assert not np.allclose(it["wav"], plain[i]["wav"])
     ds.epoch = 1
     assert not np.allclose(ds[0]["wav"], forward[0]["wav"])  # a new draw each epoch
+
+
+def test_clean_copies_put_each_clip_once_augmented_and_once_clean_in_an_epoch(clips):
+    """data.augment.keep_clean: index i is clip i augmented (the Augmenter's draw for its key and epoch), index
+    N + i is clip i as read from its file, for the mel and for Emotion2Vec-S's wave; the clean copy does not change
+    with the epoch, the augmented one does."""
+    from c2ser.models.processor import C2SERProcessor
+    from c2ser.training.data import ManifestDataset
+
+    rows = [dict(r, duration=1.0 + 0.5 * i, explicit_target="e", implicit_target="i") for i, r in enumerate(clips[:3])]
+    proc = C2SERProcessor(_Words(), 80, "crop")
+    aug = Augmenter(AugmentConfig(enabled=True, noise_prob=1.0, keep_clean=True), rows, seed=2)
+    ds = ManifestDataset(rows, proc, None, True, wave_transform=aug, clean_copies=True, cache=True)
+    assert len(ds) == 6 and ds.frames == [100, 150, 200] * 2 and ds.tokens[:3] == ds.tokens[3:]
+    epoch0 = {}
+    for i, r in enumerate(rows):
+        clean = sf.read(r["audio"], dtype="float32")[0]
+        noisy, copy = ds[i], ds[3 + i]
+        assert copy["key"] == noisy["key"] == r["key"] and copy["index"] == 3 + i
+        assert np.allclose(copy["wav"], clean, atol=1e-6) and np.array_equal(copy["mel"], proc.mel(copy["wav"]))
+        assert np.array_equal(noisy["wav"], aug(clean, r, 0)) and not np.allclose(noisy["wav"], clean, atol=1e-3)
+        assert np.array_equal(noisy["mel"], proc.mel(noisy["wav"]))
+        epoch0[i], epoch0[3 + i] = noisy["wav"], copy["wav"]
+    ds.epoch = 1
+    for i in range(3):
+        assert np.array_equal(ds[3 + i]["wav"], epoch0[3 + i]) and not np.allclose(ds[i]["wav"], epoch0[i], atol=1e-3)
+    with pytest.raises(ValueError, match="clean_copies"):
+        ManifestDataset(rows, proc, None, True, clean_copies=True)

@@ -280,11 +280,12 @@ def _online_backbone(stage_setup, tiny_models, tmp_path) -> tuple:
 
 
 def test_augmented_head_is_the_same_on_one_and_two_processes(stage_setup, tiny_models, tmp_path):
-    """With augmentation on (every clip noised, half of them reverberated, babble from other training clips), 2 DDP
-    processes end with the 1-process head: each clip's degradation depends on (seed, epoch, key) only, not on which
-    process loads it or which clips share its shard."""
+    """With augmentation on (every clip noised, half of them reverberated, babble from other training clips; with
+    keep_clean, one epoch of each clip augmented and clean: as many clips as 2 epochs without), 2 DDP processes end
+    with the 1-process head: each clip's degradation depends on (seed, epoch, key) only, not on which process loads
+    it or which clips share its shard."""
     setup = _online_backbone(stage_setup, tiny_models, tmp_path)
-    kw = {"kind": "ce", "epochs": 2, "augment.enabled": "true", "augment.noise_prob": 1.0,
+    kw = {"kind": "ce", "epochs": 1, "augment.enabled": "true", "augment.noise_prob": 1.0, "augment.keep_clean": "true",
           "augment.reverb_prob": 0.5, "augment.noise_kinds": "[babble,white]"}
     one = train_head_stage(_config(setup, tmp_path / "one", grad_accum=2, **kw), progress=False)
     _train_head_on_two_processes(setup, tmp_path / "two", **kw)
@@ -297,7 +298,8 @@ def test_augmented_head_is_the_same_on_one_and_two_processes(stage_setup, tiny_m
     la = [json.loads(x)["loss"] for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     assert len(la) == len(lb) == 4 and la == pytest.approx(lb, rel=1e-4)
-    assert OmegaConf.load(tmp_path / "two" / "final" / "head" / "config.yaml").head_stage.augment.enabled is True
+    augment = OmegaConf.load(tmp_path / "two" / "final" / "head" / "config.yaml").head_stage.augment
+    assert augment.enabled is True and augment.keep_clean is True
 
 
 def test_head_stage_with_augmentation_resumes_exactly_and_needs_online_emotion2vec(stage_setup, tiny_models, tmp_path):

@@ -22,6 +22,9 @@ class AugmentConfig:
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])   # further bounded to the clip's volume bin
     volume_group_by: str | None = None      # the field the volume bins were computed per (cot_labels --group-by)
     volume_margin_db: float = 0.5           # distance kept from the bin's edges
+    # also each clip clean, every epoch, beside its augmented copy (SpeechBrain's Augmenter concat_original; Kaldi's
+    # recipes train on the clean and the augmented copies): an epoch has twice the clips
+    keep_clean: bool = False
 
     def __post_init__(self):
         from c2ser.data.augment import NOISE_KINDS

@@ -12,7 +12,9 @@ with probability ``FOLLOW_UP``, by "why do you think so?" answered with the expl
 Waveform transform (``wave_transform``: a :class:`c2ser.data.augment.Augmenter` in training, a
 :class:`c2ser.data.augment.Condition` in evaluation): applied to the decoded clip before the log-mel; Emotion2Vec-S
 then hears the same transformed wave (the item carries ``wav``, features are computed online; cached features,
-of the clean clip, are not used). With ``cache`` the clean wave is kept, not its mel.
+of the clean clip, are not used). With ``cache`` the clean wave is kept, not its mel. With ``clean_copies``
+(``data.augment.keep_clean``) the dataset has every clip twice: index ``i < N`` is row ``i`` transformed, index
+``N + i`` is row ``i`` clean (its wave as loaded, Emotion2Vec-S online as for the transformed copy).
 """
 from __future__ import annotations
 
@@ -71,14 +73,16 @@ def load_ssl(feature_dir: str | Path, key: str) -> np.ndarray:
 class ManifestDataset(torch.utils.data.Dataset):
     def __init__(self, rows: list[dict], processor: C2SERProcessor, feature_dir: str | None, ssl_enabled: bool,
                  spec_augment: bool = False, seed: int = 0, chat_prompts: float = 0.0, cache: bool = False,
-                 wave_transform=None):
+                 wave_transform=None, clean_copies: bool = False):
         if not 0.0 <= chat_prompts <= 1.0:
             raise ValueError(f"data.chat_prompts={chat_prompts}: expected a probability in [0, 1]")
+        if clean_copies and wave_transform is None:
+            raise ValueError("clean_copies: there is no wave transform to keep a clean copy beside")
         # cache: clip index → (mel, ssl features or waveform), filled on first load (per process / worker)
         self.cache = {} if cache else None
         self.rows, self.processor, self.chat_prompts = rows, processor, chat_prompts
         self.feature_dir, self.ssl_enabled = feature_dir, ssl_enabled
-        self.wave_transform = wave_transform
+        self.wave_transform, self.clean_copies = wave_transform, clean_copies
         self.spec_augment, self.seed, self.epoch = spec_augment, seed, 0
         tok = processor.tokenizer
         prompt_len = {t: len(tok(p, add_special_tokens=False)["input_ids"]) for t, p in PROMPTS.items()}
@@ -96,19 +100,23 @@ class ManifestDataset(torch.utils.data.Dataset):
                 text = 2 * (max(prompt_len.values()) + target_len["explicit"] + target_len["implicit"]) \
                     + FOLLOW_UP_TOKENS
             self.tokens.append(speech + text + 1)
+        if clean_copies:  # indices N..2N-1: the same clips, clean
+            self.frames, self.tokens = self.frames * 2, self.tokens * 2
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) * (2 if self.clean_copies else 1)
 
     def __getitem__(self, i: int) -> dict:
-        r = self.rows[i]
+        j = i % len(self.rows)  # the row (i itself with no clean copies)
+        r = self.rows[j]
         if self.wave_transform is not None:
-            wav = self.cache.get(i) if self.cache is not None else None
+            wav = self.cache.get(j) if self.cache is not None else None
             if wav is None:
                 wav = load_audio(r["audio"], channel=r.get("channel"), start=r.get("start"), end=r.get("end"))
                 if self.cache is not None:
-                    self.cache[i] = wav
-            wav = self.wave_transform(wav, r, self.epoch)
+                    self.cache[j] = wav
+            if i == j:  # not a clean copy
+                wav = self.wave_transform(wav, r, self.epoch)
             mel = self.processor.mel(wav, name=r["audio"])
             speech = {"wav": wav} if self.ssl_enabled else {}
         elif self.cache is not None and i in self.cache:

@@ -277,7 +277,9 @@ def train_head_stage(cfg: HeadStageConfig, progress: bool = True, stop_after_ste
                              "augmented audio): train the backbone with model.ssl.checkpoint set")
         augmenter = Augmenter(cfg.augment, rows, cfg.seed)
     ds = ManifestDataset(rows, processor, None if augmenter else cfg.feature_dir, backbone.cfg.ssl.enabled,
-                         wave_transform=augmenter)
+                         wave_transform=augmenter, clean_copies=augmenter is not None and cfg.augment.keep_clean)
+    if ds.clean_copies:
+        labels = labels * 2  # index N + i is row i's clean copy
     epochs = EpochBatches(ds, labels, cfg, acc.process_index, acc.num_processes)
     total_steps = sum(epochs.count(e) for e in range(cfg.epochs)) // cfg.grad_accum
     param_groups = [{"params": list(head.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]

@@ -155,7 +155,10 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                   f"{augmenter.unbounded} without (no stored loudness or bin disagreeing with the recomputed μ ± σ)")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
-                              cache=cfg.data.cache_features, wave_transform=augmenter)
+                              cache=cfg.data.cache_features, wave_transform=augmenter,
+                              clean_copies=augmenter is not None and cfg.data.augment.keep_clean)
+    if dataset.clean_copies:
+        acc.print(f"augmentation keep_clean: each epoch has the {len(rows)} clips augmented and clean ({len(dataset)} items)")
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
