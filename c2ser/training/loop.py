@@ -158,7 +158,8 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                               cache=cfg.data.cache_features, wave_transform=augmenter,
                               clean_copies=augmenter is not None and cfg.data.augment.keep_clean)
     if dataset.clean_copies:
-        acc.print(f"augmentation keep_clean: each epoch has the {len(rows)} clips augmented and clean ({len(dataset)} items)")
+        acc.print(f"augmentation keep_clean: each epoch has the {len(rows)} clips augmented and clean "
+                  f"({len(dataset)} items)")
     sampler = DynamicBatchSampler(dataset.frames, dataset.tokens, cfg.data.max_frames_in_batch,
                                   cfg.data.max_tokens_in_batch, cfg.data.max_batch_size, cfg.data.sort_buffer,
                                   seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes)
