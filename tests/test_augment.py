@@ -126,6 +126,66 @@ def test_level_change_stays_within_range_and_keeps_the_volume_bin(clips):
     assert max(changes) > 1.0 and min(changes) < -1.0  # the gain is really used, both ways
 
 
+def _f0(wav):
+    """Median pitch (Hz) of a clip, measured here with librosa's YIN (not augment.py's code)."""
+    import librosa
+
+    return float(np.median(librosa.yin(wav.astype(np.float64), fmin=60, fmax=600, sr=SR, frame_length=1024,
+                                       hop_length=320)))
+
+
+@pytest.mark.parametrize("pitch,pbin,expected", [
+    (200.0, "medium", (-3.0, 2.9064)),     # edges 160 / 240 Hz: +3.1564 st to the top, less the 0.25 margin
+    (260.0, "high", (-1.1357, 3.0)),       # down to 240 Hz: -1.3857 st + 0.25
+    (150.0, "low", (-3.0, 0.8673)),        # up to 160 Hz: +1.1173 st - 0.25
+    (239.0, "medium", (0.0, 0.0)),         # within the margin of the top edge: no shift
+    (250.0, "medium", (0.0, 0.0))])        # outside its stored bin: no shift
+def test_semitone_bounds_keep_the_pitch_bin(pitch, pbin, expected):
+    from c2ser.data.augment import semitone_bounds
+
+    assert semitone_bounds(pitch, pbin, 200.0, 40.0, (-3.0, 3.0), 0.25) == pytest.approx(expected, abs=1e-4)
+
+
+def test_pitch_shift_moves_the_measured_pitch_keeps_the_bin_length_and_loudness(clips):
+    """pitch_prob: the measured pitch moves by the drawn semitones (YIN, within 0.2 st), stays in its per-speaker
+    pitch bin (binned here from YIN), the clip keeps its length and stored loudness; both directions are used."""
+    rows = []
+    for r in clips:
+        wav = sf.read(r["audio"], dtype="float32")[0]
+        rows.append(dict(r, style={"pitch_hz": _f0(wav), "loudness_lufs": _lufs(wav)}))
+    for spk in "ab":
+        f0s = np.array([r["style"]["pitch_hz"] for r in rows if r["speaker"] == spk])
+        louds = np.array([r["style"]["loudness_lufs"] for r in rows if r["speaker"] == spk])
+        for r in rows:
+            if r["speaker"] == spk:
+                r["style"]["pitch_bin"] = _bin(r["style"]["pitch_hz"], f0s.mean(), f0s.std())
+                r["style"]["volume_bin"] = _bin(r["style"]["loudness_lufs"], louds.mean(), louds.std())
+    assert {r["style"]["pitch_bin"] for r in rows} == {"low", "medium", "high"}
+    cfg = AugmentConfig(enabled=True, noise_prob=0.0, reverb_prob=0.0, gain_prob=0.0, pitch_prob=1.0,
+                        pitch_semitones=[-3.0, 3.0], volume_group_by="speaker")
+    aug = Augmenter(cfg, rows, seed=4)
+    assert len(aug.pitch_bounds) == len(rows)
+    shifts = []
+    for r in rows:
+        f0s = np.array([q["style"]["pitch_hz"] for q in rows if q["speaker"] == r["speaker"]])
+        wav = sf.read(r["audio"], dtype="float32")[0]
+        for epoch in range(2):
+            out = aug(wav, r, epoch)
+            asked = aug.pitch_shift(r["key"], epoch)
+            measured = 12 * np.log2(_f0(out) / r["style"]["pitch_hz"])
+            assert len(out) == len(wav) and abs(measured - asked) < 0.2, (r["key"], epoch, asked, measured)
+            assert -3.0 <= asked <= 3.0
+            assert _bin(_f0(out), f0s.mean(), f0s.std()) == r["style"]["pitch_bin"], (r["key"], epoch)
+            assert abs(_lufs(out) - r["style"]["loudness_lufs"]) < 0.05
+            shifts.append(asked)
+    again = Augmenter(cfg, rows[::-1], seed=4)   # per (seed, epoch, key): row order does not matter, the seed does
+    assert np.array_equal(again(wav, r, 1), out) and not np.allclose(Augmenter(cfg, rows, seed=5)(wav, r, 1), out)
+    assert max(shifts) > 1.0 and min(shifts) < -1.0
+    off = Augmenter(AugmentConfig(enabled=True, noise_prob=0.0, reverb_prob=0.0, gain_prob=0.0), rows, seed=4)
+    wav = sf.read(rows[2]["audio"], dtype="float32")[0]
+    assert off.pitch_shift(rows[2]["key"], 0) == 0.0 and off(wav, rows[2], 0) is wav    # off by default
+
+
 def test_same_key_same_output_other_key_other_output_in_any_order(clips):
     wav = _voice(1.0, 140, 0.3, 5)
     cond = Condition("reverb:0.4+noise:babble:5", clips)
@@ -180,6 +240,10 @@ def test_augment_config_checks():
         AugmentConfig(snr_db=[20.0, 5.0])
     with pytest.raises(ValueError, match="noise_kinds"):
         AugmentConfig(noise_kinds=["pinkish"])
+    with pytest.raises(ValueError, match="pitch_semitones"):
+        AugmentConfig(pitch_semitones=[1.0, 3.0])
+    with pytest.raises(ValueError, match="pitch_prob"):
+        AugmentConfig(pitch_prob=1.5)
     with pytest.raises(ValueError, match="model.ssl.checkpoint"):  # cached SSL features are of clean audio
         TrainConfig(model=tiny_model_config({"whisper": "w", "llm": "l"}),
                     data=DataConfig(train_manifest="t", augment=AugmentConfig(enabled=True)))

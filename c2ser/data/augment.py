@@ -16,9 +16,13 @@ the same audio):
   dBFS under 0.4 s) is set to its stored ``style.loudness_lufs`` plus a gain drawn in ``gain_db`` *bounded so the
   loudness stays in the clip's volume bin* (low / medium / high at μ ± σ, recomputed from the training rows,
   per ``volume_group_by`` like ``cot_labels.py --group-by``) with ``volume_margin_db`` to spare from each edge.
-  After noise or reverberation the loudness is set back the same way (gain 0 when no gain is drawn): the volume
-  word of the chain-of-thought target stays true of what the model hears. No speed or pitch change: the target
-  describes pitch and pace too;
+  After noise, reverberation or a pitch shift the loudness is set back the same way (gain 0 when no gain is drawn):
+  the volume word of the chain-of-thought target stays true of what the model hears;
+- **pitch** (off by default, ``pitch_prob``): a pitch shift that keeps the duration (librosa's phase vocoder and
+  soxr), by a number of semitones drawn in ``pitch_semitones`` *bounded so the clip's stored mean pitch stays in
+  its pitch bin* (μ ± σ of ``style.pitch_hz``, per ``volume_group_by`` like the volume bins) with
+  ``pitch_margin_st`` to spare: the pitch word of the target stays true. The pace is untouched (no speed change:
+  the target describes it);
 - **telephone** (evaluation): 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
   16 kHz, at the clip's mean power.
 
@@ -40,6 +44,7 @@ import hashlib
 from collections import OrderedDict
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pyloudnorm
 import soxr
@@ -170,6 +175,28 @@ def set_loudness(wav: np.ndarray, target_lufs: float) -> np.ndarray:
     return (wav * 10 ** ((target_lufs - loudness_lufs(wav)) / 20)).astype(np.float32)
 
 
+# ---- pitch ----------------------------------------------------------------------------------------------------
+def semitone_bounds(pitch_hz: float, pitch_bin: str, mu: float, sd: float, semitones: tuple[float, float],
+                    margin_st: float = 0.25) -> tuple[float, float]:
+    """The shifts (semitones) in ``semitones`` that keep ``pitch_hz`` × 2^(shift/12) inside its bin at μ ± σ,
+    ``margin_st`` from each edge; (0, 0) when the pitch is already within the margin of an edge or outside its bin."""
+    lo_edge, hi_edge = bin_interval(pitch_bin, mu, sd)
+    lo, hi = float(semitones[0]), float(semitones[1])
+    if lo_edge > 0.0:
+        lo = max(lo, 12.0 * np.log2(lo_edge / pitch_hz) + margin_st)
+    if np.isfinite(hi_edge):
+        hi = min(hi, 12.0 * np.log2(hi_edge / pitch_hz) - margin_st) if hi_edge > 0.0 else -np.inf
+    return (float(lo), float(hi)) if lo <= 0.0 <= hi else (0.0, 0.0)
+
+
+def shift_pitch(wav: np.ndarray, semitones: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``wav`` a number of semitones higher (lower when negative), same length (no speed change)."""
+    if semitones == 0.0 or len(wav) < 2048:   # shorter than one analysis frame of the phase vocoder: unchanged
+        return wav
+    y = librosa.effects.pitch_shift(wav.astype(np.float32), sr=sr, n_steps=semitones, res_type="soxr_hq")
+    return np.pad(y, (0, max(0, len(wav) - len(y))))[: len(wav)].astype(np.float32)
+
+
 # ---- noise sources ------------------------------------------------------------------------------------------
 class _WaveCache:
     """Decoded clips by (path, channel, start, end), the most recent ``size`` kept."""
@@ -227,8 +254,8 @@ def noise_files(noise_dir: str | Path) -> list[Path]:
 # ---- training augmentation ------------------------------------------------------------------------------------
 class Augmenter:
     """``data.augment`` of ``c2ser train``: ``augmenter(wav, row, epoch)`` → the clip as the model hears it this
-    epoch (reverberation, noise, then the level; see the module docstring); ``rows`` = the training rows (babble and
-    volume bins); ``cfg`` = :class:`c2ser.training.config.AugmentConfig`."""
+    epoch (pitch, reverberation, noise, then the level; see the module docstring); ``rows`` = the training rows
+    (babble, volume and pitch bins); ``cfg`` = :class:`c2ser.training.config.AugmentConfig`."""
 
     def __init__(self, cfg, rows: list[dict], seed: int):
         from c2ser.data.cot import style_stats
@@ -239,11 +266,18 @@ class Augmenter:
         self.babble = BabblePool(rows, tuple(cfg.babble_speakers))
         stats = style_stats(rows, cfg.volume_group_by)
         self.bounds, self.unbounded = {}, 0   # key → gain range (dB); clips whose stored bin disagrees: no gain
+        self.pitch_bounds = {}                # key → pitch shift range (semitones); absent: no shift
         for r in rows:
             st = r.get("style") or {}
             loud, vbin = st.get("loudness_lufs"), st.get("volume_bin")
             per = stats["groups"].get(r.get(cfg.volume_group_by), stats["global"]) if cfg.volume_group_by \
                 else stats["global"]
+            f0, pbin = st.get("pitch_hz"), st.get("pitch_bin")
+            if isinstance(f0, (int, float)) and np.isfinite(f0) and f0 > 0 and pbin in BINS:
+                lo_edge, hi_edge = bin_interval(pbin, *per["pitch_hz"])
+                if lo_edge <= f0 <= hi_edge:
+                    self.pitch_bounds[r["key"]] = semitone_bounds(f0, pbin, *per["pitch_hz"],
+                                                                  tuple(cfg.pitch_semitones), cfg.pitch_margin_st)
             mu, sd = per["loudness_lufs"]
             if isinstance(loud, (int, float)) and np.isfinite(loud) and vbin in BINS:
                 lo_edge, hi_edge = bin_interval(vbin, mu, sd)
@@ -259,15 +293,27 @@ class Augmenter:
         kind = self.cfg.noise_kinds[int(rng.integers(len(self.cfg.noise_kinds)))]
         return self.babble(n, key, rng) if kind == "babble" else coloured_noise(kind, n, rng)
 
+    def pitch_shift(self, key: str, epoch: int) -> float:
+        """The semitones clip ``key`` is shifted by this epoch (0 = none), from its own generator: with
+        ``pitch_prob`` 0 every other draw is what it was before pitch shifts existed."""
+        if self.cfg.pitch_prob == 0.0 or key not in self.pitch_bounds:
+            return 0.0
+        rng = key_rng("pitch", self.seed, epoch, key)
+        if rng.random() >= self.cfg.pitch_prob:
+            return 0.0
+        lo, hi = self.pitch_bounds[key]
+        return float(rng.uniform(lo, hi)) if hi > lo else 0.0
+
     def __call__(self, wav: np.ndarray, row: dict, epoch: int) -> np.ndarray:
         cfg, key = self.cfg, row["key"]
         rng = key_rng("augment", self.seed, epoch, key)
         noisy, reverb, gain = (rng.random() < p for p in (cfg.noise_prob, cfg.reverb_prob, cfg.gain_prob))
-        if not (noisy or reverb or gain):
+        semitones = self.pitch_shift(key, epoch)
+        if not (noisy or reverb or gain or semitones):
             return wav
         stored = (row.get("style") or {}).get("loudness_lufs")
         level = float(stored) if key in self.bounds else loudness_lufs(wav)
-        out = wav
+        out = shift_pitch(wav, semitones)
         if reverb:
             out = reverberate(out, float(rng.uniform(*cfg.rt60)), rng)
         if noisy:

@@ -9,7 +9,8 @@ from c2ser.models.config import ModelConfig
 @dataclass
 class AugmentConfig:
     """On-the-fly waveform augmentation of the training clips (c2ser/data/augment.py), drawn per (seed, epoch, key).
-    Each clip gets, each with its probability: reverberation, additive noise, a gain that keeps its volume bin."""
+    Each clip gets, each with its probability: reverberation, additive noise, a gain that keeps its volume bin and
+    (off by default) a pitch shift that keeps its pitch bin."""
     enabled: bool = False
     noise_prob: float = 0.6
     snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])   # SNR drawn uniformly in [min, max]
@@ -20,8 +21,12 @@ class AugmentConfig:
     rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])       # seconds, drawn uniformly
     gain_prob: float = 0.5
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])   # further bounded to the clip's volume bin
-    volume_group_by: str | None = None      # the field the volume bins were computed per (cot_labels --group-by)
+    volume_group_by: str | None = None      # the field the style bins were computed per (cot_labels --group-by)
     volume_margin_db: float = 0.5           # distance kept from the bin's edges
+    # a pitch shift (same duration) bounded to the clip's pitch bin, so the target's pitch word stays true; off
+    pitch_prob: float = 0.0
+    pitch_semitones: list[float] = field(default_factory=lambda: [-3.0, 3.0])   # further bounded to the pitch bin
+    pitch_margin_st: float = 0.25           # semitones kept from the pitch bin's edges
     # also each clip clean, every epoch, beside its augmented copy (SpeechBrain's Augmenter concat_original; Kaldi's
     # recipes train on the clean and the augmented copies): an epoch has twice the clips
     keep_clean: bool = False
@@ -29,10 +34,10 @@ class AugmentConfig:
     def __post_init__(self):
         from c2ser.data.augment import NOISE_KINDS
 
-        for name in ("noise_prob", "reverb_prob", "gain_prob"):
+        for name in ("noise_prob", "reverb_prob", "gain_prob", "pitch_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.augment.{name}={getattr(self, name)}: expected a probability in [0, 1]")
-        for name in ("snr_db", "rt60", "gain_db", "babble_speakers"):
+        for name in ("snr_db", "rt60", "gain_db", "babble_speakers", "pitch_semitones"):
             r = getattr(self, name)
             if len(r) != 2 or r[0] > r[1]:
                 raise ValueError(f"data.augment.{name}={list(r)}: expected [min, max] with min ≤ max")
@@ -40,6 +45,8 @@ class AugmentConfig:
             raise ValueError(f"data.augment.rt60={list(self.rt60)}: expected seconds in (0, 3]")
         if self.gain_db[0] > 0.0 or self.gain_db[1] < 0.0:
             raise ValueError(f"data.augment.gain_db={list(self.gain_db)}: the range must contain 0 dB")
+        if self.pitch_semitones[0] > 0.0 or self.pitch_semitones[1] < 0.0:
+            raise ValueError(f"data.augment.pitch_semitones={list(self.pitch_semitones)}: the range must contain 0")
         if self.babble_speakers[0] < 1:
             raise ValueError(f"data.augment.babble_speakers={list(self.babble_speakers)}: at least 1 clip")
         bad = [k for k in self.noise_kinds if k not in NOISE_KINDS]

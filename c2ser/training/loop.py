@@ -153,6 +153,9 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
         augmenter = Augmenter(cfg.data.augment, rows, cfg.seed)
         acc.print(f"augmentation on: {len(augmenter.bounds)} clips with a volume-bin-bounded gain, "
                   f"{augmenter.unbounded} without (no stored loudness or bin disagreeing with the recomputed μ ± σ)")
+        if cfg.data.augment.pitch_prob:
+            acc.print(f"augmentation pitch shifts: {len(augmenter.pitch_bounds)} of {len(rows)} clips may be shifted "
+                      f"within their pitch bin (the others have no stored pitch in its bin)")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
                               cache=cfg.data.cache_features, wave_transform=augmenter,
