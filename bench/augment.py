@@ -6,14 +6,14 @@ Same clips, same batches, same model; each pass is what ``c2ser train`` does per
 ``speech_from_batch`` when augmenting), backward, AdamW. Both passes are timed in alternation (median of
 ``--repeats``); also reported: the augmentation alone and Emotion2Vec-S alone per clip, and the ratio.
 
-    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3]
+    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3] [--pitch-prob 0.5]
     python bench/augment.py --device cpu --size small --clips 8 --repeats 1
     python bench/augment.py --pyroomacoustics      # the reverberation alternative: time and decay per RT60
 
 At ``small`` the model takes 512-d SSL tokens (the Whisper-base width) while Emotion2Vec-S is full width (768-d):
 the online encoder runs at full width and its tokens are cut to 512 (the cost is the full encoder's).
 Augmentation settings: ``AugmentConfig`` defaults (noise 60 %, reverberation 30 %, gain 50 % of the clips;
-coloured noise and babble of the other clips).
+coloured noise and babble of the other clips); ``--pitch-prob`` adds pitch shifts (off by default, as in training).
 """
 from __future__ import annotations
 
@@ -57,13 +57,14 @@ def make_corpus(root: Path, n: int, ssl_dim: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         sec = float(rng.choice([1.5, 2, 3, 4, 6, 9, 12], p=[.2, .2, .2, .15, .1, .1, .05]))
         t = np.arange(int(sec * 16000)) / 16000
-        wav = (rng.uniform(0.05, 0.5) * np.sin(2 * np.pi * rng.uniform(90, 300) * t) * (1 + np.sin(2 * np.pi * 4 * t))
+        amp, f0 = rng.uniform(0.05, 0.5), rng.uniform(90, 300)
+        wav = (amp * np.sin(2 * np.pi * f0 * t) * (1 + np.sin(2 * np.pi * 4 * t))
                + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
         key = f"clip{i}"
         sf.write(root / f"{key}.wav", wav, 16000)
         np.save(root / "feats" / f"{key}.npy", rng.standard_normal((10, ssl_dim)).astype(np.float32))
         rows.append({"key": key, "audio": str(root / f"{key}.wav"), "duration": sec, "emotion": "happy",
-                     "style": {"loudness_lufs": loudness_lufs(wav), "pitch_hz": 150.0, "rate": 4.0},
+                     "style": {"loudness_lufs": loudness_lufs(wav), "pitch_hz": float(f0), "rate": 4.0},
                      "explicit_target": "The speaker says, at a medium pace with a medium pitch and a medium voice: "
                                         "\"hello\". From these cues, the emotion is happy.",
                      "implicit_target": "The emotion of this speech is happy."})
@@ -104,7 +105,7 @@ def bench_training(args) -> None:
         online = _Cut(e2v, model.cfg.ssl.dim)
         proc = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, "crop")
         rows = make_corpus(tmp / "clips", args.clips, model.cfg.ssl.dim)
-        aug = Augmenter(AugmentConfig(enabled=True), rows, seed=0)
+        aug = Augmenter(AugmentConfig(enabled=True, pitch_prob=args.pitch_prob), rows, seed=0)
         clean_ds = ManifestDataset(rows, proc, str(tmp / "clips" / "feats"), True)
         aug_ds = ManifestDataset(rows, proc, None, True, wave_transform=aug)
         batches = DynamicBatchSampler(clean_ds.frames, clean_ds.tokens, 3900, 1900, 64, seed=0).all_batches(0)
@@ -136,11 +137,11 @@ def bench_training(args) -> None:
     audio_s = sum(r["duration"] for r in rows)
     (c_name, c), (a_name, a) = med.items()
     emit(args, f"{args.clips} clips (1.5–12 s, {audio_s:.0f} s of audio), {len(batches)} batches, size={args.size}, "
-         f"device={args.device}, {dtype_name(dtype)}, median of {args.repeats} epochs each, in alternation; "
+         f"device={args.device}, {dtype_name(dtype)}, pitch_prob={args.pitch_prob:g}, median of {args.repeats} epochs each, in alternation; "
          f"load average before {load_before}, after {load_average()}",
          ["training epoch", "s per epoch", "ms per clip", "audio s per s"],
          [[name, f"{v:.2f}", f"{1000 * v / args.clips:.0f}", f"{audio_s / v:.1f}"] for name, v in med.items()],
-         ratio=a / c, augment_ms_per_clip=aug_ms, emotion2vec_ms_per_clip=e2v_ms)
+         ratio=a / c, pitch_prob=args.pitch_prob, augment_ms_per_clip=aug_ms, emotion2vec_ms_per_clip=e2v_ms)
     print(f"\naugmented + online / clean + cached: {a / c:.2f}× the time per epoch; per clip alone: augmentation "
           f"{aug_ms:.1f} ms, Emotion2Vec-S {e2v_ms:.1f} ms")
 
@@ -192,6 +193,7 @@ def main():
     ap = parser(__doc__.splitlines()[0])
     ap.set_defaults(repeats=3)
     ap.add_argument("--clips", type=int, default=32)
+    ap.add_argument("--pitch-prob", type=float, default=0.0, help="data.augment.pitch_prob (pitch shifts; 0: off)")
     ap.add_argument("--pyroomacoustics", action="store_true", help="time the reverberation alternatives instead")
     args = ap.parse_args()
     if args.pyroomacoustics:
