@@ -222,10 +222,14 @@ def qwen2_7b_config():
 def make_toy_corpus(root: str | Path, emotions=("neutral", "happy", "sad", "angry"), per_class: int = 6,
                     ssl_dim: int = 48, seed: int = 0) -> dict[str, Path]:
     """A tiny corpus of tones (pitch and loudness depend on the emotion) with manifests and cached SSL
-    features, for fast training tests without espeak. Returns paths: train/valid manifests, feature dir."""
+    features, for fast training tests without espeak. Training rows carry their tone's pitch and its bin (μ ± σ of
+    the emotions' tones: pitch-shift augmentation needs them). Returns paths: train/valid manifests, feature dir."""
     import numpy as np
     import soundfile as sf
 
+    tones = np.array([120.0 + 60 * ei for ei in range(len(emotions))])
+    mu, sd = tones.mean(), tones.std()
+    pitch_bin = ["low" if f < mu - sd else "high" if f > mu + sd else "medium" for f in tones]
     root = Path(root)
     (root / "wav").mkdir(parents=True, exist_ok=True)
     (root / "ssl").mkdir(exist_ok=True)
@@ -238,7 +242,7 @@ def make_toy_corpus(root: str | Path, emotions=("neutral", "happy", "sad", "angr
                 key = f"toy-{split}-{emo}-{j}"
                 dur = float(rng.uniform(0.6, 1.6))
                 t = np.arange(int(dur * 16000)) / 16000
-                wav = (0.1 + 0.1 * ei) * np.sin(2 * np.pi * (120 + 60 * ei) * t) + 0.01 * rng.standard_normal(t.size)
+                wav = (0.1 + 0.1 * ei) * np.sin(2 * np.pi * tones[ei] * t) + 0.01 * rng.standard_normal(t.size)
                 path = root / "wav" / f"{key}.wav"
                 sf.write(path, wav.astype(np.float32), 16000)
                 np.save(root / "ssl" / f"{key}.npy", rng.standard_normal((10, ssl_dim)).astype(np.float32))
@@ -247,6 +251,8 @@ def make_toy_corpus(root: str | Path, emotions=("neutral", "happy", "sad", "angr
                              "duration": round(t.size / 16000, 4), "sample_rate": 16000, "emotion": emo,
                              "raw_emotion": emo, "text": "", "language": "en", "corpus": "toy", "split": split,
                              "speaker": None,
+                             "style": {"pitch_hz": float(tones[ei]), "pitch_bin": pitch_bin[ei]} if split == "train"
+                             else None,
                              "explicit_target": f"A tone at a steady pace. From these cues, the emotion is {word}.",
                              "implicit_target": f"The emotion of this speech is {word}."})
         out[split] = root / f"{split}.jsonl"
