@@ -186,6 +186,28 @@ def test_pitch_shift_moves_the_measured_pitch_keeps_the_bin_length_and_loudness(
     assert off.pitch_shift(rows[2]["key"], 0) == 0.0 and off(wav, rows[2], 0) is wav    # off by default
 
 
+def test_pitch_shift_check_script_measures_the_shift_and_the_pace(tmp_path):
+    """eval/pitch_shift_check.py on clips with silent pauses: the measured pitch moves by the asked ±2 semitones; at
+    32 ms frames (the augmentation's) the speaking rate (syllables per second of speech) is kept within 5 %, at
+    librosa's default 128 ms the smeared pauses read as speech over 10 % slower."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("psc", Path(__file__).parents[1] / "eval" / "pitch_shift_check.py")
+    psc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(psc)
+    rows = []
+    for i, f0 in enumerate((140.0, 210.0)):
+        word = _voice(0.3, f0, 0.3, i)
+        wav = np.concatenate([word, np.zeros(4000, np.float32), word, np.zeros(4000, np.float32), word])
+        sf.write(tmp_path / f"p{i}.wav", wav, SR)
+        rows.append({"key": f"p{i}", "audio": str(tmp_path / f"p{i}.wav"), "text": "one two three", "language": "en"})
+    got = psc.check(rows, 2.0, 512)
+    assert got["pitch_err_max"] < 0.2 and 0.95 < got["rate_ratio_min"] <= got["rate_ratio_max"] < 1.05, got
+    wide = psc.check(rows, 2.0, 2048)
+    assert wide["pitch_err_max"] < 0.2 and wide["rate_ratio_max"] < 0.9, wide
+
+
 def test_same_key_same_output_other_key_other_output_in_any_order(clips):
     wav = _voice(1.0, 140, 0.3, 5)
     cond = Condition("reverb:0.4+noise:babble:5", clips)

@@ -60,7 +60,8 @@ TAIL_ENERGY_PER_SECOND = 2.0   # tail energy / direct energy = RT60 / 0.5 s
 TELEPHONE_BAND = (300.0, 3400.0)
 # the pitch shift's phase-vocoder frame (32 ms at 16 kHz): librosa's default 2048 (128 ms) smears syllables into the
 # pauses, which the demo's speaking-rate measure then read as 7 % slower speech on average (up to 13 %); at 512 the
-# rate reads 0.6 % slower on average and the pitch moves closer to the asked shift (docs/demo.md, the tenth search)
+# rate reads 0.6 % slower on average and the pitch moves closer to the asked shift (eval/pitch_shift_check.py on
+# 20 of the demo's training clips; docs/demo.md, the tenth search)
 PITCH_N_FFT = 512
 CONDITION_FORMS = ("clean | noise:KIND:SNR_DB (KIND = white, pink, brown, babble) | reverb:RT60_S (0 < RT60 ≤ 3) | "
                    "telephone; several joined with + are applied in order, e.g. reverb:0.6+noise:babble:10")
@@ -193,12 +194,12 @@ def semitone_bounds(pitch_hz: float, pitch_bin: str, mu: float, sd: float, semit
     return (float(lo), float(hi)) if lo <= 0.0 <= hi else (0.0, 0.0)
 
 
-def shift_pitch(wav: np.ndarray, semitones: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+def shift_pitch(wav: np.ndarray, semitones: float, sr: int = SAMPLE_RATE, n_fft: int = PITCH_N_FFT) -> np.ndarray:
     """``wav`` a number of semitones higher (lower when negative), same length (no speed change)."""
-    if semitones == 0.0 or len(wav) < PITCH_N_FFT:   # shorter than one analysis frame: unchanged
+    if semitones == 0.0 or len(wav) < n_fft:   # shorter than one analysis frame: unchanged
         return wav
     y = librosa.effects.pitch_shift(wav.astype(np.float32), sr=sr, n_steps=semitones, res_type="soxr_hq",
-                                    n_fft=PITCH_N_FFT)
+                                    n_fft=n_fft)
     return np.pad(y, (0, max(0, len(wav) - len(y))))[: len(wav)].astype(np.float32)
 
 
