@@ -100,14 +100,19 @@ def _bin(v, mu, sd):
     return "low" if v < mu - sd else "high" if v > mu + sd else "medium"
 
 
+def _bin_per_speaker(rows, field, bin_field):
+    """style[bin_field] at μ ± σ of style[field] over each speaker's rows (as cot_labels.py --group-by speaker)."""
+    for spk in {r["speaker"] for r in rows}:
+        vals = np.array([r["style"][field] for r in rows if r["speaker"] == spk])
+        for r in rows:
+            if r["speaker"] == spk:
+                r["style"][bin_field] = _bin(r["style"][field], vals.mean(), vals.std())
+
+
 def test_level_change_stays_within_range_and_keeps_the_volume_bin(clips):
     # style measured and binned here (per speaker, as cot_labels.py --group-by speaker), independently of augment.py
     rows = [dict(r, style={"loudness_lufs": _lufs(sf.read(r["audio"], dtype="float32")[0])}) for r in clips]
-    for spk in "ab":
-        vals = np.array([r["style"]["loudness_lufs"] for r in rows if r["speaker"] == spk])
-        for r in rows:
-            if r["speaker"] == spk:
-                r["style"]["volume_bin"] = _bin(r["style"]["loudness_lufs"], vals.mean(), vals.std())
+    _bin_per_speaker(rows, "loudness_lufs", "volume_bin")
     assert {r["style"]["volume_bin"] for r in rows} == {"low", "medium", "high"}
     cfg = AugmentConfig(enabled=True, gain_prob=1.0, noise_prob=0.5, reverb_prob=0.3, gain_db=[-6.0, 6.0],
                         volume_group_by="speaker")
@@ -153,13 +158,8 @@ def test_pitch_shift_moves_the_measured_pitch_keeps_the_bin_length_and_loudness(
     for r in clips:
         wav = sf.read(r["audio"], dtype="float32")[0]
         rows.append(dict(r, style={"pitch_hz": _f0(wav), "loudness_lufs": _lufs(wav)}))
-    for spk in "ab":
-        f0s = np.array([r["style"]["pitch_hz"] for r in rows if r["speaker"] == spk])
-        louds = np.array([r["style"]["loudness_lufs"] for r in rows if r["speaker"] == spk])
-        for r in rows:
-            if r["speaker"] == spk:
-                r["style"]["pitch_bin"] = _bin(r["style"]["pitch_hz"], f0s.mean(), f0s.std())
-                r["style"]["volume_bin"] = _bin(r["style"]["loudness_lufs"], louds.mean(), louds.std())
+    _bin_per_speaker(rows, "pitch_hz", "pitch_bin")
+    _bin_per_speaker(rows, "loudness_lufs", "volume_bin")
     assert {r["style"]["pitch_bin"] for r in rows} == {"low", "medium", "high"}
     cfg = AugmentConfig(enabled=True, noise_prob=0.0, reverb_prob=0.0, gain_prob=0.0, pitch_prob=1.0,
                         pitch_semitones=[-3.0, 3.0], volume_group_by="speaker")
