@@ -186,6 +186,66 @@ def test_pitch_shift_moves_the_measured_pitch_keeps_the_bin_length_and_loudness(
     assert off.pitch_shift(rows[2]["key"], 0) == 0.0 and off(wav, rows[2], 0) is wav    # off by default
 
 
+def _group(key, wav_path, pitches, rates=None, text=""):
+    """Rows of one speaker (named ``key``): the first is the clip under test, the others only set its μ ± σ."""
+    rows = []
+    for i, f0 in enumerate(pitches):
+        st = {"pitch_hz": f0}
+        if rates is not None:
+            st["rate"] = rates[i]
+        rows.append({"key": key if i == 0 else f"{key}-other{i}", "audio": wav_path, "speaker": key, "text": text,
+                     "language": "en", "style": st})
+    _bin_per_speaker(rows, "pitch_hz", "pitch_bin")
+    if rates is not None:
+        _bin_per_speaker(rows, "rate", "pace_bin")
+    return rows
+
+
+def test_pitch_shift_is_undone_when_the_shifted_clip_leaves_the_targets_pitch_or_pace_bin(tmp_path):
+    """The shifted clip is measured again: a shift whose result leaves the target's pitch or pace bin is undone
+    (the clip is heard unshifted). Stored styles are set by hand here: true ones, and ones the audio contradicts."""
+    cfg = AugmentConfig(enabled=True, noise_prob=0.0, reverb_prob=0.0, gain_prob=0.0, pitch_prob=1.0,
+                        volume_group_by="speaker")
+    # a steady 300 Hz voice (its measured pitch: 300 Hz)
+    wav = _voice(1.5, 300.0, 0.3, 0)
+    sf.write(tmp_path / "v.wav", wav, SR)
+    v = str(tmp_path / "v.wav")
+    # stored 300 Hz among 250, 300, 350: μ 300, σ 35.4, medium = 264.6-335.4 Hz; shifts of at most ±2.2 st keep it
+    true_rows = _group("true", v, [300.0, 250.0, 300.0, 350.0])
+    # stored 200 Hz among 160, 200, 240 (medium = 171.7-228.3 Hz): any allowed shift (-2.4 to +2.0 st) of the
+    # real 300 Hz stays above 228 Hz, outside the target's bin
+    false_rows = _group("false", v, [200.0, 160.0, 200.0, 240.0])
+    aug = Augmenter(cfg, true_rows + false_rows, seed=1)
+    kept, undone = [], []
+    for epoch in range(4):
+        asked = aug.pitch_shift("true", epoch)
+        kept.append((asked, 12 * np.log2(_f0(aug(wav, true_rows[0], epoch)) / 300.0)))
+        asked = aug.pitch_shift("false", epoch)
+        undone.append((asked, 12 * np.log2(_f0(aug(wav, false_rows[0], epoch)) / 300.0)))
+    assert all(abs(a) > 0.1 and abs(m - a) < 0.2 for a, m in kept), kept        # shifted as drawn
+    assert all(abs(a) > 0.1 and abs(m) < 0.05 for a, m in undone), undone      # drawn, then undone
+
+    # three 0.3 s syllables of a 210 Hz voice with 0.25 s pauses, "one two three": 3 syllables / 0.9 s of
+    # speech = 3.3 per second
+    word = _voice(0.3, 210.0, 0.3, 1)
+    gap = np.zeros(4000, np.float32)
+    speech = np.concatenate([word, gap, word, gap, word])
+    sf.write(tmp_path / "w.wav", speech, SR)
+    w = str(tmp_path / "w.wav")
+    pitches = [210.0, 180.0, 210.0, 240.0]   # medium 188.8-231.2 Hz: shifts of at most ±1.6 st keep the pitch
+    # stored 3.33 among 1.0, 3.33, 5.66 (μ 3.33, σ 1.65): medium, as measured
+    paced = _group("paced", w, pitches, rates=[3.33, 1.0, 3.33, 5.66], text="one two three")
+    # stored 9 among 1, 2, 3 (μ 3.75, σ 3.03): high (above 6.8), which a clip read at 3.3 per second contradicts
+    rushed = _group("rushed", w, pitches, rates=[9.0, 1.0, 2.0, 3.0], text="one two three")
+    assert paced[0]["style"]["pace_bin"] == "medium" and rushed[0]["style"]["pace_bin"] == "high"
+    aug = Augmenter(cfg, paced + rushed, seed=2)
+    for epoch in range(3):
+        a, b = aug.pitch_shift("paced", epoch), aug.pitch_shift("rushed", epoch)
+        assert abs(a) > 0.1 and abs(b) > 0.1
+        assert abs(12 * np.log2(_f0(aug(speech, paced[0], epoch)[:4800]) / 210.0) - a) < 0.2
+        assert np.allclose(aug(speech, rushed[0], epoch), speech, atol=2e-3)   # unshifted (level set back only)
+
+
 def test_pitch_shift_check_script_measures_the_shift_and_the_pace(tmp_path):
     """eval/pitch_shift_check.py on clips with silent pauses: the measured pitch moves by the asked ±2 semitones; at
     32 ms frames (the augmentation's) the speaking rate (syllables per second of speech) is kept within 5 %, at

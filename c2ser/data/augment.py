@@ -21,8 +21,10 @@ the same audio):
 - **pitch** (off by default, ``pitch_prob``): a pitch shift that keeps the duration and the syllables' timing
   (librosa's phase vocoder with 32 ms frames, then soxr), by a number of semitones drawn in ``pitch_semitones`` *bounded so the clip's stored mean pitch stays in
   its pitch bin* (μ ± σ of ``style.pitch_hz``, per ``volume_group_by`` like the volume bins) with
-  ``pitch_margin_st`` to spare: the pitch word of the target stays true. The pace is untouched (no speed change:
-  the target describes it);
+  ``pitch_margin_st`` to spare. The shifted clip is then measured again as the labels were
+  (:func:`c2ser.data.cot.measure`: YIN pitch, syllables per second of speech) and the shift is undone when its
+  pitch or pace falls outside the target's bin: the pitch and pace words of the target stay true of what the model
+  hears (a phase vocoder can move the measured pitch a little off the asked shift and blur pauses). No speed change;
 - **telephone** (evaluation): 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
   16 kHz, at the clip's mean power.
 
@@ -162,7 +164,7 @@ def loudness_lufs(wav: np.ndarray, sr: int = SAMPLE_RATE) -> float:
 
 
 def bin_interval(volume_bin: str, mu: float, sd: float) -> tuple[float, float]:
-    """The loudness interval of a volume bin at μ ± σ (as :mod:`c2ser.data.cot` bins)."""
+    """The interval of a low / medium / high bin at μ ± σ (as :mod:`c2ser.data.cot` bins a style measure)."""
     return {"low": (-np.inf, mu - sd), "medium": (mu - sd, mu + sd), "high": (mu + sd, np.inf)}[volume_bin]
 
 
@@ -273,6 +275,7 @@ class Augmenter:
         stats = style_stats(rows, cfg.volume_group_by)
         self.bounds, self.unbounded = {}, 0   # key → gain range (dB); clips whose stored bin disagrees: no gain
         self.pitch_bounds = {}                # key → pitch shift range (semitones); absent: no shift
+        self.style_bins = {}                  # key → [(field, low edge, high edge)] a shifted clip must stay within
         for r in rows:
             st = r.get("style") or {}
             loud, vbin = st.get("loudness_lufs"), st.get("volume_bin")
@@ -284,6 +287,10 @@ class Augmenter:
                 if lo_edge <= f0 <= hi_edge:
                     self.pitch_bounds[r["key"]] = semitone_bounds(f0, pbin, *per["pitch_hz"],
                                                                   tuple(cfg.pitch_semitones), cfg.pitch_margin_st)
+                    self.style_bins[r["key"]] = [("pitch_hz", lo_edge, hi_edge)]
+                    rate, pace = st.get("rate"), st.get("pace_bin")
+                    if isinstance(rate, (int, float)) and np.isfinite(rate) and pace in BINS:
+                        self.style_bins[r["key"]].append(("rate", *bin_interval(pace, *per["rate"])))
             mu, sd = per["loudness_lufs"]
             if isinstance(loud, (int, float)) and np.isfinite(loud) and vbin in BINS:
                 lo_edge, hi_edge = bin_interval(vbin, mu, sd)
@@ -310,6 +317,13 @@ class Augmenter:
         lo, hi = self.pitch_bounds[key]
         return float(rng.uniform(lo, hi)) if hi > lo else 0.0
 
+    def keeps_style(self, shifted: np.ndarray, row: dict) -> bool:
+        """Whether a pitch-shifted clip, measured again as the labels were, keeps the target's pitch and pace bins."""
+        from c2ser.data.cot import measure
+
+        m = measure(shifted, row.get("text") or "", row.get("language") or "en")
+        return all(np.isfinite(m[f]) and lo <= m[f] <= hi for f, lo, hi in self.style_bins.get(row["key"], []))
+
     def __call__(self, wav: np.ndarray, row: dict, epoch: int) -> np.ndarray:
         cfg, key = self.cfg, row["key"]
         rng = key_rng("augment", self.seed, epoch, key)
@@ -320,6 +334,8 @@ class Augmenter:
         stored = (row.get("style") or {}).get("loudness_lufs")
         level = float(stored) if key in self.bounds else loudness_lufs(wav)
         out = shift_pitch(wav, semitones)
+        if semitones and not self.keeps_style(out, row):
+            out = wav
         if reverb:
             out = reverberate(out, float(rng.uniform(*cfg.rt60)), rng)
         if noisy:

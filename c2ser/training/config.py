@@ -23,7 +23,8 @@ class AugmentConfig:
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])   # further bounded to the clip's volume bin
     volume_group_by: str | None = None      # the field the style bins were computed per (cot_labels --group-by)
     volume_margin_db: float = 0.5           # distance kept from the bin's edges
-    # a pitch shift (same duration) bounded to the clip's pitch bin, so the target's pitch word stays true; off
+    # a pitch shift (same duration) bounded to the clip's pitch bin and undone when the clip, measured again, leaves
+    # the target's pitch or pace bin: the target stays true; off
     pitch_prob: float = 0.0
     pitch_semitones: list[float] = field(default_factory=lambda: [-3.0, 3.0])   # further bounded to the pitch bin
     pitch_margin_st: float = 0.25           # semitones kept from the pitch bin's edges
