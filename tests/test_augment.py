@@ -7,7 +7,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from scipy.signal import welch
+from scipy.signal import butter, sosfiltfilt, welch
 
 from c2ser.data.augment import (NOISE_KINDS, Augmenter, Condition, coloured_noise, key_rng, parse_condition,
                                 synthetic_rir, telephone)
@@ -246,6 +246,40 @@ def test_pitch_shift_is_undone_when_the_shifted_clip_leaves_the_targets_pitch_or
         assert np.allclose(aug(speech, rushed[0], epoch), speech, atol=2e-3)   # unshifted (level set back only)
 
 
+def _share_outside(wav, lo_hz=150.0, hi_hz=3800.0):
+    """Share of a clip's power below ``lo_hz`` or above ``hi_hz`` (numpy FFT)."""
+    p = np.abs(np.fft.rfft(wav.astype(np.float64))) ** 2
+    f = np.fft.rfftfreq(len(wav), 1 / SR)
+    return float(p[(f < lo_hz) | (f > hi_hz)].sum() / p.sum())
+
+
+def test_telephone_band_in_training_follows_the_noise_and_keeps_the_level(clips):
+    """telephone_prob: drawn per (seed, epoch, key) from its own generator; a drawn clip loses its power outside the
+    300-3400 Hz band, after the noise (the same noise as without it) and at its stored loudness."""
+    rows = [dict(r, style={"loudness_lufs": _lufs(sf.read(r["audio"], dtype="float32")[0])}) for r in clips]
+    _bin_per_speaker(rows, "loudness_lufs", "volume_bin")
+    base = dict(enabled=True, noise_prob=1.0, snr_db=[5.0, 5.0], noise_kinds=["white"], reverb_prob=0.0,
+                gain_prob=0.0, volume_group_by="speaker")
+    plain = Augmenter(AugmentConfig(**base), rows, seed=6)
+    phoned = Augmenter(AugmentConfig(**base, telephone_prob=0.5), rows, seed=6)
+    drawn, outside_before = 0, []
+    for r in rows:
+        wav = sf.read(r["audio"], dtype="float32")[0]
+        outside_before.append(_share_outside(wav))
+        for epoch in range(3):
+            a, b = plain(wav, r, epoch), phoned(wav, r, epoch)
+            if np.array_equal(a, b):
+                continue
+            drawn += 1
+            assert _share_outside(b) < 0.01, (r["key"], epoch, _share_outside(b))
+            assert abs(_lufs(b) - r["style"]["loudness_lufs"]) < 0.05
+            # b = the telephone band of a's noisy clip: within the band, the two are the same signal
+            band = sosfiltfilt(butter(6, (300.0, 3400.0), btype="bandpass", fs=SR, output="sos"), a.astype(np.float64))
+            assert np.corrcoef(band, b)[0, 1] > 0.98, (r["key"], epoch)
+    assert 6 <= drawn <= 18                      # about half of the 24 (clip, epoch) draws
+    assert max(outside_before) > 0.2             # the low voices had their fundamental below 150 Hz
+
+
 def test_pitch_shift_check_script_measures_the_shift_and_the_pace(tmp_path):
     """eval/pitch_shift_check.py on clips with silent pauses: the measured pitch moves by the asked ±2 semitones; at
     32 ms frames (the augmentation's) the speaking rate (syllables per second of speech) is kept within 5 %, at
@@ -326,6 +360,8 @@ def test_augment_config_checks():
         AugmentConfig(pitch_semitones=[1.0, 3.0])
     with pytest.raises(ValueError, match="pitch_prob"):
         AugmentConfig(pitch_prob=1.5)
+    with pytest.raises(ValueError, match="telephone_prob"):
+        AugmentConfig(telephone_prob=-0.1)
     with pytest.raises(ValueError, match="model.ssl.checkpoint"):  # cached SSL features are of clean audio
         TrainConfig(model=tiny_model_config({"whisper": "w", "llm": "l"}),
                     data=DataConfig(train_manifest="t", augment=AugmentConfig(enabled=True)))

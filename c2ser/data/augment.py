@@ -25,8 +25,9 @@ the same audio):
   (:func:`c2ser.data.cot.measure`: YIN pitch, syllables per second of speech) and the shift is undone when its
   pitch or pace falls outside the target's bin: the pitch and pace words of the target stay true of what the model
   hears (a phase vocoder can move the measured pitch a little off the asked shift and blur pauses). No speed change;
-- **telephone** (evaluation): 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
-  16 kHz, at the clip's mean power.
+- **telephone**: 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
+  16 kHz, at the clip's mean power; an evaluation condition, and in training (off by default, ``telephone_prob``)
+  applied after the noise (a phone line carries the room and its noise), before the level is set back.
 
 Randomness comes from a generator seeded by (seed, epoch, clip key) in training and by (condition, clip key) in
 evaluation (:func:`key_rng`, never the global RNG): a clip's augmentation does not depend on the batch, the order,
@@ -262,8 +263,8 @@ def noise_files(noise_dir: str | Path) -> list[Path]:
 # ---- training augmentation ------------------------------------------------------------------------------------
 class Augmenter:
     """``data.augment`` of ``c2ser train``: ``augmenter(wav, row, epoch)`` → the clip as the model hears it this
-    epoch (pitch, reverberation, noise, then the level; see the module docstring); ``rows`` = the training rows
-    (babble, volume and pitch bins); ``cfg`` = :class:`c2ser.training.config.AugmentConfig`."""
+    epoch (pitch, reverberation, noise, telephone band, then the level; see the module docstring); ``rows`` = the
+    training rows (babble, volume and pitch bins); ``cfg`` = :class:`c2ser.training.config.AugmentConfig`."""
 
     def __init__(self, cfg, rows: list[dict], seed: int):
         from c2ser.data.cot import style_stats
@@ -317,6 +318,11 @@ class Augmenter:
         lo, hi = self.pitch_bounds[key]
         return float(rng.uniform(lo, hi)) if hi > lo else 0.0
 
+    def phone(self, key: str, epoch: int) -> bool:
+        """Whether clip ``key`` goes through the telephone band this epoch, from its own generator (as the pitch)."""
+        return self.cfg.telephone_prob > 0.0 and \
+            key_rng("telephone", self.seed, epoch, key).random() < self.cfg.telephone_prob
+
     def keeps_style(self, shifted: np.ndarray, row: dict) -> bool:
         """Whether a pitch-shifted clip, measured again as the labels were, keeps the target's pitch and pace bins."""
         from c2ser.data.cot import measure
@@ -328,8 +334,8 @@ class Augmenter:
         cfg, key = self.cfg, row["key"]
         rng = key_rng("augment", self.seed, epoch, key)
         noisy, reverb, gain = (rng.random() < p for p in (cfg.noise_prob, cfg.reverb_prob, cfg.gain_prob))
-        semitones = self.pitch_shift(key, epoch)
-        if not (noisy or reverb or gain or semitones):
+        semitones, phone = self.pitch_shift(key, epoch), self.phone(key, epoch)
+        if not (noisy or reverb or gain or semitones or phone):
             return wav
         stored = (row.get("style") or {}).get("loudness_lufs")
         level = float(stored) if key in self.bounds else loudness_lufs(wav)
@@ -340,6 +346,8 @@ class Augmenter:
             out = reverberate(out, float(rng.uniform(*cfg.rt60)), rng)
         if noisy:
             out = mix_at_snr(out, self.noise(len(out), key, rng), float(rng.uniform(*cfg.snr_db)))
+        if phone:
+            out = telephone(out)
         lo, hi = self.bounds.get(key, (0.0, 0.0))
         return set_loudness(out, level + (float(rng.uniform(lo, hi)) if gain else 0.0))
 

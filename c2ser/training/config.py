@@ -10,7 +10,7 @@ from c2ser.models.config import ModelConfig
 class AugmentConfig:
     """On-the-fly waveform augmentation of the training clips (c2ser/data/augment.py), drawn per (seed, epoch, key).
     Each clip gets, each with its probability: reverberation, additive noise, a gain that keeps its volume bin and
-    (off by default) a pitch shift that keeps its pitch bin."""
+    (off by default) a pitch shift that keeps its pitch bin and the telephone band."""
     enabled: bool = False
     noise_prob: float = 0.6
     snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])   # SNR drawn uniformly in [min, max]
@@ -28,6 +28,9 @@ class AugmentConfig:
     pitch_prob: float = 0.0
     pitch_semitones: list[float] = field(default_factory=lambda: [-3.0, 3.0])   # further bounded to the pitch bin
     pitch_margin_st: float = 0.25           # semitones kept from the pitch bin's edges
+    # the telephone band (300-3400 Hz at 8 kHz and back, as `c2ser eval --condition telephone`) after the noise: a
+    # phone line carries the room and its noise; off
+    telephone_prob: float = 0.0
     # also each clip clean, every epoch, beside its augmented copy (SpeechBrain's Augmenter concat_original; Kaldi's
     # recipes train on the clean and the augmented copies): an epoch has twice the clips
     keep_clean: bool = False
@@ -35,7 +38,7 @@ class AugmentConfig:
     def __post_init__(self):
         from c2ser.data.augment import NOISE_KINDS
 
-        for name in ("noise_prob", "reverb_prob", "gain_prob", "pitch_prob"):
+        for name in ("noise_prob", "reverb_prob", "gain_prob", "pitch_prob", "telephone_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.augment.{name}={getattr(self, name)}: expected a probability in [0, 1]")
         for name in ("snr_db", "rt60", "gain_db", "babble_speakers", "pitch_semitones"):
