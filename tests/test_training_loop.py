@@ -147,16 +147,16 @@ def test_two_process_run_with_the_recipe_launch_configs(models_json, tmp_path, l
 
 
 def test_killed_and_resumed_run_with_augmentation_ends_with_the_same_weights(models_json, tmp_path):
-    """data.augment on (noise, reverberation, level and pitch drawn per seed/epoch/key; Emotion2Vec-S online on the
-    augmented wave; keep_clean: each clip also clean in every epoch): a run stopped after update 4 resumes from
-    state-3 to the uninterrupted run's weights."""
+    """data.augment on (noise, reverberation, level, pitch and telephone band drawn per seed/epoch/key; Emotion2Vec-S
+    online on the augmented wave; keep_clean: each clip also clean in every epoch): a run stopped after update 4
+    resumes from state-3 to the uninterrupted run's weights."""
     from c2ser.testing import build_tiny_emotion2vec
 
     e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
     corpus = tmp_path / "corpus"
     common = ["max_epochs=2", f"model.ssl.checkpoint={e2v}", "data.feature_dir=null"]
     aug = ["data.augment.enabled=true", "data.augment.noise_prob=0.8", "data.augment.reverb_prob=0.5",
-           "data.augment.keep_clean=true", "data.augment.pitch_prob=0.5"]
+           "data.augment.keep_clean=true", "data.augment.pitch_prob=0.5", "data.augment.telephone_prob=0.5"]
     worker = [sys.executable, str(WORKER)]
     _run([*worker, str(tmp_path / "full"), str(models_json), str(corpus), "-", *common, *aug], tmp_path)
     _run([*worker, str(tmp_path / "resumed"), str(models_json), str(corpus), "4", *common, *aug], tmp_path)
@@ -167,6 +167,7 @@ def test_killed_and_resumed_run_with_augmentation_ends_with_the_same_weights(mod
     n = sum(1 for _ in open(corpus / "train.jsonl"))
     assert f"each epoch has the {n} clips augmented and clean ({2 * n} items)" in log, log[-3000:]
     assert f"pitch shifts: {n} of {n} clips may be shifted" in log   # the toy tones carry their pitch and bin
+    assert "telephone band on 50 % of the clips" in log
     a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "resumed" / "final")
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:

@@ -157,6 +157,9 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
             acc.print(f"augmentation pitch shifts: {len(augmenter.pitch_bounds)} of {len(rows)} clips may be shifted "
                       f"within their pitch bin (the others have no stored pitch in its bin); a shift is undone when the "
                       f"shifted clip, measured again, leaves the target's pitch or pace bin")
+        if cfg.data.augment.telephone_prob:
+            acc.print(f"augmentation telephone band on {100 * cfg.data.augment.telephone_prob:g} % of the clips "
+                      f"each epoch (drawn per clip, after the noise)")
     dataset = ManifestDataset(rows, processor, cfg.data.feature_dir, cfg.model.ssl.enabled,
                               spec_augment=cfg.data.spec_augment, seed=cfg.seed, chat_prompts=cfg.data.chat_prompts,
                               cache=cfg.data.cache_features, wave_transform=augmenter,
