@@ -6,14 +6,15 @@ Same clips, same batches, same model; each pass is what ``c2ser train`` does per
 ``speech_from_batch`` when augmenting), backward, AdamW. Both passes are timed in alternation (median of
 ``--repeats``); also reported: the augmentation alone and Emotion2Vec-S alone per clip, and the ratio.
 
-    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3] [--pitch-prob 0.5]
+    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3] [--pitch-prob 0.5] [--telephone-prob 0.2]
     python bench/augment.py --device cpu --size small --clips 8 --repeats 1
     python bench/augment.py --pyroomacoustics      # the reverberation alternative: time and decay per RT60
 
 At ``small`` the model takes 512-d SSL tokens (the Whisper-base width) while Emotion2Vec-S is full width (768-d):
 the online encoder runs at full width and its tokens are cut to 512 (the cost is the full encoder's).
 Augmentation settings: ``AugmentConfig`` defaults (noise 60 %, reverberation 30 %, gain 50 % of the clips;
-coloured noise and babble of the other clips); ``--pitch-prob`` adds pitch shifts (off by default, as in training).
+coloured noise and babble of the other clips); ``--pitch-prob`` adds pitch shifts, ``--telephone-prob`` the telephone band (both off by default, as in
+training).
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def bench_training(args) -> None:
         online = _Cut(e2v, model.cfg.ssl.dim)
         proc = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, "crop")
         rows = make_corpus(tmp / "clips", args.clips, model.cfg.ssl.dim)
-        aug = Augmenter(AugmentConfig(enabled=True, pitch_prob=args.pitch_prob), rows, seed=0)
+        aug = Augmenter(AugmentConfig(enabled=True, pitch_prob=args.pitch_prob, telephone_prob=args.telephone_prob), rows, seed=0)
         clean_ds = ManifestDataset(rows, proc, str(tmp / "clips" / "feats"), True)
         aug_ds = ManifestDataset(rows, proc, None, True, wave_transform=aug)
         batches = DynamicBatchSampler(clean_ds.frames, clean_ds.tokens, 3900, 1900, 64, seed=0).all_batches(0)
@@ -137,11 +138,13 @@ def bench_training(args) -> None:
     audio_s = sum(r["duration"] for r in rows)
     (c_name, c), (a_name, a) = med.items()
     emit(args, f"{args.clips} clips (1.5–12 s, {audio_s:.0f} s of audio), {len(batches)} batches, size={args.size}, "
-         f"device={args.device}, {dtype_name(dtype)}, pitch_prob={args.pitch_prob:g}, median of {args.repeats} epochs each, in alternation; "
+         f"device={args.device}, {dtype_name(dtype)}, pitch_prob={args.pitch_prob:g}, "
+         f"telephone_prob={args.telephone_prob:g}, median of {args.repeats} epochs each, in alternation; "
          f"load average before {load_before}, after {load_average()}",
          ["training epoch", "s per epoch", "ms per clip", "audio s per s"],
          [[name, f"{v:.2f}", f"{1000 * v / args.clips:.0f}", f"{audio_s / v:.1f}"] for name, v in med.items()],
-         ratio=a / c, pitch_prob=args.pitch_prob, augment_ms_per_clip=aug_ms, emotion2vec_ms_per_clip=e2v_ms)
+         ratio=a / c, pitch_prob=args.pitch_prob, telephone_prob=args.telephone_prob, augment_ms_per_clip=aug_ms,
+         emotion2vec_ms_per_clip=e2v_ms)
     print(f"\naugmented + online / clean + cached: {a / c:.2f}× the time per epoch; per clip alone: augmentation "
           f"{aug_ms:.1f} ms, Emotion2Vec-S {e2v_ms:.1f} ms")
 
@@ -194,6 +197,8 @@ def main():
     ap.set_defaults(repeats=3)
     ap.add_argument("--clips", type=int, default=32)
     ap.add_argument("--pitch-prob", type=float, default=0.0, help="data.augment.pitch_prob (pitch shifts; 0: off)")
+    ap.add_argument("--telephone-prob", type=float, default=0.0,
+                    help="data.augment.telephone_prob (the telephone band; 0: off)")
     ap.add_argument("--pyroomacoustics", action="store_true", help="time the reverberation alternatives instead")
     args = ap.parse_args()
     if args.pyroomacoustics:
