@@ -24,7 +24,7 @@ the same audio):
   ``pitch_margin_st`` to spare. The shifted clip is then measured again as the labels were
   (:func:`c2ser.data.cot.measure`: YIN pitch, syllables per second of speech) and the shift is undone when its
   pitch or pace falls outside the target's bin: the pitch and pace words of the target stay true of what the model
-  hears (a phase vocoder can move the measured pitch a little off the asked shift and blur pauses). No speed change;
+  hears (a phase vocoder can move the measured pitch a little off the asked shift and blur pauses). No speed change: the target describes the pace;
 - **telephone**: 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
   16 kHz, at the clip's mean power; an evaluation condition, and in training (off by default, ``telephone_prob``)
   applied after the noise (a phone line carries the room and its noise), before the level is set back.

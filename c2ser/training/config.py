@@ -10,7 +10,7 @@ from c2ser.models.config import ModelConfig
 class AugmentConfig:
     """On-the-fly waveform augmentation of the training clips (c2ser/data/augment.py), drawn per (seed, epoch, key).
     Each clip gets, each with its probability: reverberation, additive noise, a gain that keeps its volume bin and
-    (off by default) a pitch shift that keeps its pitch bin and the telephone band."""
+    (off by default) a pitch shift that keeps its pitch bin, and the telephone band."""
     enabled: bool = False
     noise_prob: float = 0.6
     snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])   # SNR drawn uniformly in [min, max]
