@@ -6,15 +6,16 @@ Same clips, same batches, same model; each pass is what ``c2ser train`` does per
 ``speech_from_batch`` when augmenting), backward, AdamW. Both passes are timed in alternation (median of
 ``--repeats``); also reported: the augmentation alone and Emotion2Vec-S alone per clip, and the ratio.
 
-    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3] [--pitch-prob 0.5] [--telephone-prob 0.2]
+    python bench/augment.py --device cpu --size tiny [--clips 32] [--repeats 3] [--pitch-prob 0.5] \
+        [--telephone-prob 0.2]
     python bench/augment.py --device cpu --size small --clips 8 --repeats 1
     python bench/augment.py --pyroomacoustics      # the reverberation alternative: time and decay per RT60
 
 At ``small`` the model takes 512-d SSL tokens (the Whisper-base width) while Emotion2Vec-S is full width (768-d):
 the online encoder runs at full width and its tokens are cut to 512 (the cost is the full encoder's).
 Augmentation settings: ``AugmentConfig`` defaults (noise 60 %, reverberation 30 %, gain 50 % of the clips;
-coloured noise and babble of the other clips); ``--pitch-prob`` adds pitch shifts, ``--telephone-prob`` the telephone band (both off by default, as in
-training).
+coloured noise and babble of the other clips); ``--pitch-prob`` adds pitch shifts, ``--telephone-prob`` the
+telephone band (both off by default, as in training).
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def bench_training(args) -> None:
         online = _Cut(e2v, model.cfg.ssl.dim)
         proc = C2SERProcessor(model.tokenizer, model.whisper.dims.n_mels, "crop")
         rows = make_corpus(tmp / "clips", args.clips, model.cfg.ssl.dim)
-        aug = Augmenter(AugmentConfig(enabled=True, pitch_prob=args.pitch_prob, telephone_prob=args.telephone_prob), rows, seed=0)
+        aug = Augmenter(AugmentConfig(enabled=True, pitch_prob=args.pitch_prob, telephone_prob=args.telephone_prob),
+                        rows, seed=0)
         clean_ds = ManifestDataset(rows, proc, str(tmp / "clips" / "feats"), True)
         aug_ds = ManifestDataset(rows, proc, None, True, wave_transform=aug)
         batches = DynamicBatchSampler(clean_ds.frames, clean_ds.tokens, 3900, 1900, 64, seed=0).all_batches(0)

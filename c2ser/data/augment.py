@@ -19,12 +19,13 @@ the same audio):
   After noise, reverberation or a pitch shift the loudness is set back the same way (gain 0 when no gain is drawn):
   the volume word of the chain-of-thought target stays true of what the model hears;
 - **pitch** (off by default, ``pitch_prob``): a pitch shift that keeps the duration and the syllables' timing
-  (librosa's phase vocoder with 32 ms frames, then soxr), by a number of semitones drawn in ``pitch_semitones`` *bounded so the clip's stored mean pitch stays in
-  its pitch bin* (μ ± σ of ``style.pitch_hz``, per ``volume_group_by`` like the volume bins) with
-  ``pitch_margin_st`` to spare. The shifted clip is then measured again as the labels were
-  (:func:`c2ser.data.cot.measure`: YIN pitch, syllables per second of speech) and the shift is undone when its
-  pitch or pace falls outside the target's bin: the pitch and pace words of the target stay true of what the model
-  hears (a phase vocoder can move the measured pitch a little off the asked shift and blur pauses). No speed change: the target describes the pace;
+  (librosa's phase vocoder with 32 ms frames, then soxr), by a number of semitones drawn in ``pitch_semitones``
+  *bounded so the clip's stored mean pitch stays in its pitch bin* (μ ± σ of ``style.pitch_hz``, per
+  ``volume_group_by`` like the volume bins) with ``pitch_margin_st`` to spare. The shifted clip is then measured
+  again as the labels were (:func:`c2ser.data.cot.measure`: YIN pitch, syllables per second of speech) and the shift
+  is undone when its pitch or pace falls outside the target's bin: the pitch and pace words of the target stay true
+  of what the model hears (a phase vocoder can move the measured pitch a little off the asked shift and blur
+  pauses). No speed change: the target describes the pace;
 - **telephone**: 300–3400 Hz band at 8 kHz (6th-order Butterworth band-pass, zero phase) and back to
   16 kHz, at the clip's mean power; an evaluation condition, and in training (off by default, ``telephone_prob``)
   applied after the noise (a phone line carries the room and its noise), before the level is set back.
@@ -54,6 +55,7 @@ import soxr
 from scipy.signal import butter, fftconvolve, sosfiltfilt
 
 from c2ser.audio import SAMPLE_RATE, AudioError, load_audio
+from c2ser.data.cot import measure, style_stats
 
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 NOISE_EXT = (".wav", ".flac", ".mp3")
@@ -267,8 +269,6 @@ class Augmenter:
     training rows (babble, volume and pitch bins); ``cfg`` = :class:`c2ser.training.config.AugmentConfig`."""
 
     def __init__(self, cfg, rows: list[dict], seed: int):
-        from c2ser.data.cot import style_stats
-
         self.cfg, self.seed = cfg, seed
         self.files = noise_files(cfg.noise_dir) if cfg.noise_dir else []
         self.file_cache = _WaveCache(64)
@@ -325,8 +325,6 @@ class Augmenter:
 
     def keeps_style(self, shifted: np.ndarray, row: dict) -> bool:
         """Whether a pitch-shifted clip, measured again as the labels were, keeps the target's pitch and pace bins."""
-        from c2ser.data.cot import measure
-
         m = measure(shifted, row.get("text") or "", row.get("language") or "en")
         return all(np.isfinite(m[f]) and lo <= m[f] <= hi for f, lo, hi in self.style_bins.get(row["key"], []))
 

@@ -155,8 +155,8 @@ def train(cfg: TrainConfig, stop_after_step: int | None = None) -> Path:
                   f"{augmenter.unbounded} without (no stored loudness or bin disagreeing with the recomputed μ ± σ)")
         if cfg.data.augment.pitch_prob:
             acc.print(f"augmentation pitch shifts: {len(augmenter.pitch_bounds)} of {len(rows)} clips may be shifted "
-                      f"within their pitch bin (the others have no stored pitch in its bin); a shift is undone when the "
-                      f"shifted clip, measured again, leaves the target's pitch or pace bin")
+                      f"within their pitch bin (the others have no stored pitch in its bin); a shift is undone when "
+                      f"the shifted clip, measured again, leaves the target's pitch or pace bin")
         if cfg.data.augment.telephone_prob:
             acc.print(f"augmentation telephone band on {100 * cfg.data.augment.telephone_prob:g} % of the clips "
                       f"each epoch (drawn per clip, after the noise)")
