@@ -1,14 +1,15 @@
 """Cached Emotion2Vec-S utterance features for a manifest: one ``<out_dir>/<key>.npy`` per clip.
 
-Each file is written to a temporary name and renamed (``c2ser.atomic``: a killed run never leaves a half
-``.npy``, and its temporary leftovers are deleted on the next start); clips whose file exists are skipped (resume); rows without key/audio, unreadable or too-short clips (and the duplicate keys the
-caller passes in ``earlier_rejects``) go to ``<out_dir>/rejects.jsonl`` with the reason, one stderr line each.
-With ``batch_size=1`` (the default) the cached vectors are exactly what the model computes online (it also
-encodes one clip at a time). With ``batch_size=N`` the clips are sorted by length (manifest ``duration``) and
-neighbours are batched only while the batch's padding stays under ``max_padding`` of its samples
-(:func:`length_buckets`): the encoder is compute-bound on a CPU, so padded samples cost as much as real ones and
-a loosely packed batch is slower than one clip at a time. Batched vectors equal the one-clip ones within float
-rounding (~1e-5); each clip's file is written under its own key, whatever the batch order.
+Each file is written to a temporary name and renamed (``c2ser.atomic``: a killed run never leaves a half ``.npy``,
+and its temporary leftovers are deleted on the next start); clips whose file exists are skipped (resume); rows
+without key/audio, unreadable or too-short clips (and the duplicate keys the caller passes in ``earlier_rejects``)
+go to ``<out_dir>/rejects.jsonl`` with the reason, one stderr line each. With ``batch_size=1`` (the default) the
+cached vectors are exactly what the model computes online (it also encodes one clip at a time). With
+``batch_size=N`` the clips are sorted by length (manifest ``duration``) and neighbours are batched only while the
+batch's padding stays under ``max_padding`` of its samples (:func:`length_buckets`): the encoder is compute-bound on
+a CPU, so padded samples cost as much as real ones and a loosely packed batch is slower than one clip at a time.
+Batched vectors equal the one-clip ones within float rounding (~1e-5); each clip's file is written under its own
+key, whatever the batch order.
 """
 from __future__ import annotations
 

@@ -34,13 +34,13 @@ Randomness comes from a generator seeded by (seed, epoch, clip key) in training 
 evaluation (:func:`key_rng`, never the global RNG): a clip's augmentation does not depend on the batch, the order,
 the worker or a resume.
 
-Why hand-written reverberation: ``pyroomacoustics`` 0.10 installs here (numpy/scipy only), but its image-source
-room takes 0.09 s per impulse response at RT60 = 0.3 s, 0.76 s at 0.6 s and 4.9 s at 1.0 s on this (loaded) CPU,
-against < 1 ms for ours, and its measured decay (T30) is 15 % and 22 % longer than the Sabine RT60 it is given at
-0.6 and 1.0 s (``python bench/augment.py --pyroomacoustics``, docs/benchmarks.md); ``audiomentations`` 0.43 requires ``soxr<1.0`` (we pin 1.1) and simulates rooms with
-pyroomacoustics; ``torch-audiomentations`` 0.12 pulls ``torchaudio``, ``julius`` and ``torch-pitch-shift`` and
-convolves with impulse-response *files* only. The statistical model above is a few lines of numpy with an exact
-decay.
+Why hand-written reverberation: ``pyroomacoustics`` 0.10 installs here (numpy/scipy only), but its image-source room
+takes 0.09 s per impulse response at RT60 = 0.3 s, 0.76 s at 0.6 s and 4.9 s at 1.0 s on this (loaded) CPU, against
+< 1 ms for ours, and its measured decay (T30) is 15 % and 22 % longer than the Sabine RT60 it is given at 0.6 and
+1.0 s (``python bench/augment.py --pyroomacoustics``, docs/benchmarks.md); ``audiomentations`` 0.43 requires
+``soxr<1.0`` (we pin 1.1) and simulates rooms with pyroomacoustics; ``torch-audiomentations`` 0.12 pulls
+``torchaudio``, ``julius`` and ``torch-pitch-shift`` and convolves with impulse-response *files* only. The
+statistical model above is a few lines of numpy with an exact decay.
 """
 from __future__ import annotations
 
