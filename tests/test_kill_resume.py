@@ -1,13 +1,15 @@
 """Real SIGKILLs at seeded moments of every long command, restarts, and outputs equal to an uninterrupted run's.
 
 Kills per command: ``CI_KILLS`` below, ``C2SER_KILL_COUNT=N`` for all, or a soak with ``C2SER_KILL_SOAK=N``.
-The DeepSpeed ZeRO-2 case is a real 2-process ``accelerate launch`` at every start (~2 min of a suite worker, so CI
-draws 7 moments there: one at the start, two during a save, four during training). Seed: ``C2SER_KILL_SEED``
-(default 0); a failure prints the seed and the moments (tests/kill_harness.py).
+The augmented train case draws every augmentation (telephone band and pitch shifts included) with Emotion2Vec-S
+online. The DeepSpeed ZeRO-2 case is a real 2-process ``accelerate launch`` at every start (~2 min of a suite
+worker, so CI draws 7 moments there: one at the start, two during a save, four during training). Seed:
+``C2SER_KILL_SEED`` (default 0); a failure prints the seed and the moments (tests/kill_harness.py).
 """
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from kill_harness import REPO, ForkServer, Job, kill_test
 
 SEED = int(os.environ.get("C2SER_KILL_SEED", "0"))
 SOAK = int(os.environ.get("C2SER_KILL_SOAK", "0"))
-CI_KILLS = {"train": 10, "train_zero2": 7, "head": 10, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
+CI_KILLS = {"train": 10, "train_augmented": 7, "train_zero2": 7, "head": 10, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
 
 
 def kills(name: str) -> int:
@@ -104,6 +106,33 @@ def test_train_killed_anywhere_ends_with_the_same_weights(server, tiny_models, c
     r = kill_test(server, train_job(tiny_models, corpus, average_last_epochs=2), tmp_path, kills("train"), SEED)
     _report(r)
     assert r.killed >= min(kills("train"), 3)
+
+
+def test_train_with_augmentation_killed_anywhere_ends_with_the_same_weights(server, tiny_models, corpus, tmp_path):
+    """Every augmentation drawn (noise, reverberation, level, pitch shifts, the telephone band) and Emotion2Vec-S run
+    online on the augmented wave: the draws depend on (seed, epoch, clip key) only, not on the process that makes
+    them, so a run killed anywhere and started again ends with the uninterrupted run's weights."""
+    from omegaconf import OmegaConf
+
+    from c2ser.testing import build_tiny_emotion2vec
+
+    e2v = build_tiny_emotion2vec(tmp_path / "e2v.pt")
+
+    def prepare(out: Path):
+        path = _train_config(tiny_models, corpus, out)
+        cfg = OmegaConf.load(path)
+        cfg.model.ssl.checkpoint, cfg.data.feature_dir = str(e2v), None
+        cfg.data.augment.update(dict(enabled=True, noise_prob=0.8, reverb_prob=0.5, pitch_prob=0.5,
+                                     telephone_prob=0.5))
+        path.write_text(OmegaConf.to_yaml(cfg))
+
+    job = replace(train_job(tiny_models, corpus), name="c2ser train (augmented)", prepare=prepare)
+    r = kill_test(server, job, tmp_path, kills("train_augmented"), SEED)
+    _report(r)
+    assert r.killed >= min(kills("train_augmented"), 3)
+    log = (tmp_path / "reference.log").read_text()   # the uninterrupted run drew every kind
+    n = _lines(corpus["train"])
+    assert f"pitch shifts: {n} of {n} clips may be shifted" in log and "telephone band on 50 % of the clips" in log
 
 
 def test_deepspeed_zero2_killed_ends_with_the_same_weights(tiny_models, corpus, tmp_path):
