@@ -18,7 +18,8 @@ from kill_harness import REPO, ForkServer, Job, kill_test
 
 SEED = int(os.environ.get("C2SER_KILL_SEED", "0"))
 SOAK = int(os.environ.get("C2SER_KILL_SOAK", "0"))
-CI_KILLS = {"train": 10, "train_augmented": 7, "train_zero2": 7, "head": 10, "eval": 10, "extract_features": 10, "meld": 10, "cot_labels": 10}
+CI_KILLS = {"train": 10, "train_augmented": 7, "train_zero2": 7, "head": 10, "eval": 10, "extract_features": 10,
+            "meld": 10, "cot_labels": 10}
 
 
 def kills(name: str) -> int:
