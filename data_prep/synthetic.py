@@ -19,6 +19,8 @@ def main():
     ap.add_argument("--valid-per-class", type=int, default=40, help="valid clips per emotion (held-out voices)")
     ap.add_argument("--valid2-per-class", type=int, default=30,
                     help="second validation split's clips per emotion (the demo's former test voices and sentences)")
+    ap.add_argument("--valid3-per-class", type=int, default=0,
+                    help="third validation split's clips per emotion (the test draw's unused voices, new sentences)")
     ap.add_argument("--test-per-class", type=int, default=60, help="test clips per emotion (held-out voices)")
     ap.add_argument("--langs", default="en,zh")
     ap.add_argument("--seed", type=int, default=0)
@@ -33,7 +35,8 @@ def main():
     if not a.out:
         ap.error("--out is required")
     build_synthetic_corpus(a.out, a.emotions.split(","), a.per_class, a.valid_per_class, a.test_per_class,
-                           a.langs.split(","), a.seed, workers=a.workers, valid2_per_class=a.valid2_per_class)
+                           a.langs.split(","), a.seed, workers=a.workers, valid2_per_class=a.valid2_per_class,
+                           valid3_per_class=a.valid3_per_class)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2ser.data.synthetic import (INTENDED, SENTENCES, SPLITS, TEST_SENTENCES, VARIANTS, VOICES, VoiceRender, _plan,
-                                  duplicate_voices, render_voices, sentence_pool)
+from c2ser.data.synthetic import (INTENDED, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES, VARIANTS, VOICES,
+                                  VoiceRender, _plan, duplicate_voices, render_voices, sentence_pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import aggregate_seeds  # noqa: E402
@@ -30,7 +30,9 @@ def test_splits_use_disjoint_voice_variants_and_sentences():
                 assert not variants[a] & variants[b], (lang, a, b)
                 assert not pools[a] & pools[b], (lang, a, b)
         assert len(variants["test"]) >= 4 and len(variants["valid2"]) >= 4 and len(variants["valid"]) >= 3
-        assert set().union(*pools.values()) == set(SENTENCES[lang]) | set(TEST_SENTENCES[lang])
+        own = set(TEST_SENTENCES[lang]) | set(VALID3_SENTENCES[lang])
+        assert set().union(*pools.values()) == set(SENTENCES[lang]) | own
+        assert pools["valid3"] == set(VALID3_SENTENCES[lang]) and not pools["valid3"] & set(SENTENCES[lang])
         assert pools["test"] == set(TEST_SENTENCES[lang]) and not pools["test"] & set(SENTENCES[lang])
     assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 35
 
@@ -62,7 +64,7 @@ def test_the_voice_check_sees_ignored_variants_and_near_copies():
 
 def test_every_voice_speaks_every_emotion_about_equally_often():
     jobs = _plan(list(FOUR), per_class=150, langs=["en", "zh"], seed=0, test_per_class=60, valid_per_class=40,
-                 valid2_per_class=40)
+                 valid2_per_class=40, valid3_per_class=40)
     for split in SPLITS:
         counts = {}
         for j in jobs:
@@ -81,7 +83,20 @@ def test_plan_balances_classes_and_languages_with_held_out_voices():
     assert sum(j["lang"] == "zh" for j in test) == 120
     assert all(j["voice"] in VOICES[j["lang"]]["test"] for j in test)
     assert all(j["voice"] in VOICES[j["lang"]]["valid"] for j in jobs if j["split"] == "valid")
-    assert not [j for j in jobs if j["split"] == "valid2"]  # valid2_per_class defaults to 0
+    assert not [j for j in jobs if j["split"] in ("valid2", "valid3")]  # valid2/3_per_class default to 0
+
+
+def test_the_third_validation_split_changes_no_clip_of_the_others():
+    """valid3 was added after the demo's results: turning it on must leave every other split's clips (sentence,
+    voice, jitter) as they were, and its own clips use only its voices and sentences."""
+    kw = dict(per_class=20, langs=["en", "zh"], seed=3, test_per_class=10, valid_per_class=8, valid2_per_class=6)
+    without = _plan(list(FOUR), **kw)
+    with_valid3 = _plan(list(FOUR), **kw, valid3_per_class=12)
+    assert [j for j in with_valid3 if j["split"] != "valid3"] == without
+    valid3 = [j for j in with_valid3 if j["split"] == "valid3"]
+    assert len(valid3) == 48 and sum(j["lang"] == "zh" for j in valid3) == 24
+    assert {j["voice"] for j in valid3} == {"en-us+iven3", "en+grandpa", "cmn+iven3", "cmn+grandpa"}
+    assert all(j["text"] in VALID3_SENTENCES[j["lang"]] for j in valid3)
 
 
 def test_each_demo_emotion_has_its_own_style_signature():

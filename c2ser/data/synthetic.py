@@ -77,6 +77,8 @@ TEST_VARIANTS = ["iven4", "kaukovalta", "Mario", "Nguyen"]
 #   valid   the validation voices: every choice of the demo (schedules, epochs, probes) was made on them
 #   valid2  the demo's former test voices; their scores steered the corpus (prosody table, angry pace, pitch floor,
 #           training voices), so they are a second validation set, not a test (docs/demo.md, "Protocol")
+#   valid3  opt-in (``valid3_per_class``): the test draw's two unused candidates on new sentences
+#           (``VALID3_SENTENCES``), a validation split like the test split (docs/demo.md, "A third validation split")
 #   test    drawn by ``draw_test_variants``'s rule before any result on them was looked at (docs/demo.md)
 VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "Andy", "Gene", "Michael", "Mike", "adam", "benjamin", "boris",
                       "edward", "edward2", "gustave", "max", "michel", "miguel", "marcelo", "pablo", "quincy",
@@ -84,14 +86,16 @@ VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "Andy", "Gene", "Michael", "
                       "f1", "f2", "f5", "Alicia", "belinda", "linda", "steph", "aunty", "shelby", "grandma"],
             "valid": ["m5", "f4", "Lee"],
             "valid2": ["m7", "f3", "Alex", "Annie"],
+            "valid3": ["iven3", "grandpa"],
             "test": TEST_VARIANTS}
 EN_ACCENTS = ["en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc"]
 VOICES = {"en": {"train": [f"{EN_ACCENTS[i % len(EN_ACCENTS)]}+{v}" for i, v in enumerate(VARIANTS["train"])],
                  "valid": ["en-gb-x-gbclan+m5", "en-us+f4", "en-029+Lee"],
                  "valid2": ["en+f3", "en-us+m7", "en-gb-scotland+Alex", "en-us-nyc+Annie"],
+                 "valid3": ["en-us+iven3", "en+grandpa"],
                  "test": [f"{EN_ACCENTS[i % len(EN_ACCENTS)]}+{v}" for i, v in enumerate(TEST_VARIANTS)]},
           "zh": {split: [f"cmn+{v}" for v in variants] for split, variants in VARIANTS.items()}}
-SPLITS = ("train", "valid", "valid2", "test")
+SPLITS = ("train", "valid", "valid2", "valid3", "test")
 SENTENCES = {
     "en": ["I will see you tomorrow", "The meeting starts at nine", "Please close the door", "We went to the market",
            "It is raining again today", "My phone is on the table", "The train was late this morning",
@@ -123,12 +127,27 @@ TEST_SENTENCES = {
 }
 
 
+# valid3's sentences, in no other split: written after the twelfth search, for a check that found clips of new
+# sentences harder than clips of the held-out ones (docs/demo.md, "A third validation split")
+VALID3_SENTENCES = {
+    "en": ["The kettle is on the stove", "Our teacher lives near the park", "The cinema was full last night",
+           "He painted the kitchen yellow", "My uncle repairs old bicycles", "The parcel arrived this afternoon",
+           "We walked along the beach", "The library is closed on Sunday", "My cousin sells fresh flowers",
+           "The lamp is next to the sofa", "We ordered pizza for lunch", "The road is wet after the storm",
+           "She keeps her notes in a box", "The baby is asleep upstairs", "He fixed the fence on Friday",
+           "The plates are in the cupboard"],
+    "zh": ["水壶在炉子上", "我们老师住在公园附近", "昨晚电影院满了", "他把厨房刷成黄色", "包裹今天下午到了", "图书馆周日关门",
+           "我表哥卖鲜花", "台灯在沙发旁边", "我们午饭点了披萨", "暴雨过后路很滑", "孩子在楼上睡觉", "盘子在柜子里"],
+}
+
+
 def sentence_pool(lang: str, split: str) -> list[str]:
-    """The sentences a split draws from: train the first ones, valid and valid2 disjoint held-out ones, test its
-    own (``TEST_SENTENCES``)."""
+    """The sentences a split draws from: train the first ones, valid and valid2 disjoint held-out ones, valid3 and
+    test their own (``VALID3_SENTENCES``, ``TEST_SENTENCES``)."""
     sents, n = SENTENCES[lang], HELD_OUT[lang]
     held = sents[-n:]
-    return {"train": sents[:-n], "valid": held[: n // 3], "valid2": held[n // 3:], "test": TEST_SENTENCES[lang]}[split]
+    return {"train": sents[:-n], "valid": held[: n // 3], "valid2": held[n // 3:], "valid3": VALID3_SENTENCES[lang],
+            "test": TEST_SENTENCES[lang]}[split]
 
 
 # --- voice identity, checked on the audio -------------------------------------------------------------------------
@@ -261,23 +280,29 @@ def _pitch(voice: str, lang: str) -> float:
 
 
 def _plan(emotions, per_class: int, langs, seed: int, test_per_class: int, valid_per_class: int,
-          valid2_per_class: int = 0):
+          valid2_per_class: int = 0, valid3_per_class: int = 0):
     rng = random.Random(seed)
     jobs = []
     for emo in emotions:
         for split, n in (("train", per_class), ("valid", valid_per_class), ("valid2", valid2_per_class),
                          ("test", test_per_class)):
-            for j in range(n):
-                lang = langs[j % len(langs)]
-                pool = sentence_pool(lang, split)
-                voices = VOICES[lang][split]
-                # voices in turn: every voice speaks every emotion about equally often (its μ ± σ style bins
-                # are then those of a balanced set)
-                voice = voices[(j // len(langs)) % len(voices)]
-                jobs.append({"key": f"syn-{split}-{emo}-{j:04d}", "emotion": emo, "split": split, "lang": lang,
-                             "text": rng.choice(pool), "voice": voice,
-                             "jit": [rng.uniform(-1, 1) for _ in range(4)]})
+            jobs += [_job(rng, emo, split, j, langs) for j in range(n)]
+    # valid3 (added later) draws from its own generator, so turning it on changes no clip of the other splits
+    rng3 = random.Random(f"valid3-{seed}")
+    for emo in emotions:
+        jobs += [_job(rng3, emo, "valid3", j, langs) for j in range(valid3_per_class)]
     return jobs
+
+
+def _job(rng: random.Random, emo: str, split: str, j: int, langs) -> dict:
+    lang = langs[j % len(langs)]
+    voices = VOICES[lang][split]
+    # voices in turn: every voice speaks every emotion about equally often (its μ ± σ style bins are then those of
+    # a balanced set)
+    voice = voices[(j // len(langs)) % len(voices)]
+    text = rng.choice(sentence_pool(lang, split))
+    return {"key": f"syn-{split}-{emo}-{j:04d}", "emotion": emo, "split": split, "lang": lang, "text": text,
+            "voice": voice, "jit": [rng.uniform(-1, 1) for _ in range(4)]}
 
 
 def _synthesize(job: dict, wav: Path, jitter: float) -> None:
@@ -299,9 +324,10 @@ def _synthesize(job: dict, wav: Path, jitter: float) -> None:
 
 def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: int = 80, valid_per_class: int = 40,
                            test_per_class: int = 60, langs=("en", "zh"), seed: int = 0, jitter: float = 0.08,
-                           workers: int = 4, progress: bool = True, valid2_per_class: int = 0) -> dict[str, Path]:
-    """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` (and ``valid2.jsonl`` when ``valid2_per_class``) under
-    ``out_dir``; returns the manifest paths."""
+                           workers: int = 4, progress: bool = True, valid2_per_class: int = 0,
+                           valid3_per_class: int = 0) -> dict[str, Path]:
+    """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` (and ``valid2.jsonl`` / ``valid3.jsonl`` when
+    ``valid2_per_class`` / ``valid3_per_class``) under ``out_dir``; returns the manifest paths."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise FileNotFoundError(f"{tool} is not installed (apt-get install espeak-ng sox)")
@@ -310,7 +336,8 @@ def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: in
         raise ValueError(f"unknown emotions {unknown} (choose from {', '.join(PROSODY)})")
     out = Path(out_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
-    jobs = _plan(list(emotions), per_class, list(langs), seed, test_per_class, valid_per_class, valid2_per_class)
+    jobs = _plan(list(emotions), per_class, list(langs), seed, test_per_class, valid_per_class, valid2_per_class,
+                 valid3_per_class)
     rejects = Rejects(out / "rejects.jsonl")
 
     def run(job):
@@ -323,7 +350,7 @@ def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: in
         except (subprocess.CalledProcessError, RuntimeError) as e:
             return job, wav, 0.0, str(e).splitlines()[0]
 
-    rows = {s: [] for s in SPLITS if s != "valid2" or valid2_per_class}
+    rows = {s: [] for s in SPLITS if (s != "valid2" or valid2_per_class) and (s != "valid3" or valid3_per_class)}
     with ThreadPoolExecutor(workers) as pool:
         for job, wav, dur, err in tqdm(pool.map(run, jobs), total=len(jobs), disable=not progress, desc="synthesize"):
             if err:
