@@ -3,9 +3,9 @@
 Each emotion has a distinct prosody (table ``PROSODY``): speaking rate (words/min), base pitch (espeak 0–99),
 pitch range, amplitude, plus a sox effect for some (tremolo for fear). Every clip
 gets random jitter (±``jitter``) on rate, pitch and amplitude. The same sentences are spoken with every emotion,
-so the label is learnable from acoustics (prosody) only, not from the text. Valid, valid2 and test clips use held-out
-sentences AND held-out voices (voice variants never heard in training), disjoint from each other, so validation
-predicts test. Voice identity is checked on the audio (``render_voice`` / ``duplicate_voices``: one fixed sentence
+so the label is learnable from acoustics (prosody) only, not from the text. Valid, valid2, valid3 and test clips use
+held-out sentences AND held-out voices (voice variants never heard in training), disjoint from each other, so
+validation can predict test (valid3, with new sentences as test's, does it best: docs/demo.md). Voice identity is checked on the audio (``render_voice`` / ``duplicate_voices``: one fixed sentence
 per voice), not on the voice names; the test voices are drawn by a fixed rule (``draw_test_variants``).
 
 Pitch range is set through espeak-ng's SSML ``<prosody range=...>``. Deterministic: the same seed gives the
@@ -230,7 +230,8 @@ def draw_test_variants(n: int = 4, level_db: float = 4.0, duration: float = 0.10
     prosody, be within ``level_db`` of the training voices' median RMS level and within ``duration`` of their
     median length, and be distinct by audio from every voice of the other splits and every earlier candidate
     (case-insensitive name order). The ``n`` drawn are spread evenly over the candidates sorted by English pitch
-    (ties by name): positions round(i (k − 1) / (n − 1)) of k. Returns (drawn variants, {variant: why})."""
+    (ties by name): positions round(i (k − 1) / (n − 1)) of k. Returns (drawn variants, {variant: why}). The rule
+    as it was applied: the two candidates it left undrawn (iven3, grandpa) are valid3's voices since."""
     used = {v for split in ("train", "valid", "valid2") for v in VARIANTS[split]}
     ref = {lang: render_voices(VOICES[lang]["train"], lang) for lang in ("en", "zh")}
     others = {lang: ref[lang] + [r for s in ("valid", "valid2") for r in render_voices(VOICES[lang][s], lang)]
