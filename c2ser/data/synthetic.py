@@ -1,12 +1,13 @@
 """A synthetic emotional-speech corpus made on this machine with espeak-ng + sox.
 
-Each emotion has a distinct prosody (table ``PROSODY``): speaking rate (words/min), base pitch (espeak 0–99),
-pitch range, amplitude, plus a sox effect for some (tremolo for fear). Every clip
-gets random jitter (±``jitter``) on rate, pitch and amplitude. The same sentences are spoken with every emotion,
-so the label is learnable from acoustics (prosody) only, not from the text. Valid, valid2, valid3 and test clips use
-held-out sentences AND held-out voices (voice variants never heard in training), disjoint from each other, so
-validation can predict test (valid3, with new sentences as test's, does it best: docs/demo.md). Voice identity is checked on the audio (``render_voice`` / ``duplicate_voices``: one fixed sentence
-per voice), not on the voice names; the test voices are drawn by a fixed rule (``draw_test_variants``).
+Each emotion has a distinct prosody (table ``PROSODY``): speaking rate (words/min), base pitch (espeak 0–99), pitch
+range, amplitude, plus a sox effect for some (tremolo for fear). Every clip gets random jitter (±``jitter``) on
+rate, pitch and amplitude. The same sentences are spoken with every emotion, so the label is learnable from
+acoustics (prosody) only, not from the text. Valid, valid2, valid3 and test clips use held-out sentences AND
+held-out voices (voice variants never heard in training), disjoint from each other, so validation can predict test
+(valid3, with new sentences as test's, does it best: docs/demo.md). Voice identity is checked on the audio
+(``render_voice`` / ``duplicate_voices``: one fixed sentence per voice), not on the voice names; the test voices are
+drawn by a fixed rule (``draw_test_variants``).
 
 Pitch range is set through espeak-ng's SSML ``<prosody range=...>``. Deterministic: the same seed gives the
 same manifest and the same audio bytes (sox without dither).
