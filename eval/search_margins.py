@@ -4,7 +4,7 @@
         [--target clean=95 noise:white:20=90 noise:babble:20=90 noise:white:10=80 noise:babble:10=80]
 
 Reads ``RUN/seedS/SPLIT/robustness.csv`` (``eval/robustness.py --out RUN/seedS/SPLIT``), prints a Markdown table
-(per seed and split, then the means) and the smallest margin, the number the demo's augmentation searches compare
+(per seed and split, then the means and standard deviations over seeds) and the smallest margin, the number the demo's augmentation searches compare
 (docs/demo.md, "Choosing the augmentation on validation"). A missing file or condition is an error naming it.
 """
 from __future__ import annotations
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for sp in a.splits:
         print(f"| mean | {sp} | " + " | ".join(f"{statistics.mean(ua[(s, sp, c)] for s in seeds):.1f}"
                                               for c in targets) + " |")
+    if len(seeds) > 1:  # the sample standard deviation over seeds, as the demo's tables report it
+        for sp in a.splits:
+            print(f"| std | {sp} | " + " | ".join(f"{statistics.stdev(ua[(s, sp, c)] for s in seeds):.1f}"
+                                                 for c in targets) + " |")
     print("| margin | | " + " | ".join(f"{m[c]:+.2f}" for c in targets) + " |")
     worst, first = min(m, key=m.get), next(iter(targets))
     lowest = min((ua[(s, sp, first)], s, sp) for s in seeds for sp in a.splits)

@@ -120,6 +120,8 @@ def test_search_margins_mean_over_seeds_of_the_mean_over_splits(tmp_path, capsys
     assert search_margins.main([str(tmp_path), "--seeds", "0,1", "--target", "clean=95", "noise:white:20=90"]) == 0
     out = capsys.readouterr().out
     assert "| margin | | +1.50 | +0.00 |" in out and "lowest clean UA of a seed and split: 94.0 (seed 0, valid2)" in out
+    # sample std over the two seeds, by hand: valid clean 96 / 99 -> 3 / sqrt(2) = 2.12; white 90 / 92 -> 1.41
+    assert "| std | valid | 2.1 | 1.4 |" in out
     # clear errors: a missing file, a missing condition, a bad target
     with pytest.raises(SystemExit, match=r"seed2/valid/robustness.csv: not found"):
         search_margins.margins(tmp_path, ["2"], ["valid"], targets)
