@@ -4,8 +4,9 @@
         [--target clean=95 noise:white:20=90 noise:babble:20=90 noise:white:10=80 noise:babble:10=80]
 
 Reads ``RUN/seedS/SPLIT/robustness.csv`` (``eval/robustness.py --out RUN/seedS/SPLIT``), prints a Markdown table
-(per seed and split, then the means and standard deviations over seeds) and the smallest margin, the number the demo's augmentation searches compare
-(docs/demo.md, "Choosing the augmentation on validation"). A missing file or condition is an error naming it.
+(per seed and split, then the means and standard deviations over seeds) and the smallest margin, the number the
+demo's augmentation searches compare (docs/demo.md, "Choosing the augmentation on validation"). A missing file or
+condition is an error naming it.
 """
 from __future__ import annotations
 
