@@ -4,6 +4,7 @@
     python data_prep/synthetic.py --draw-test-voices    # print the test split's voice draw (its rule) and exit
 """
 import argparse
+import sys
 
 from c2ser.data.synthetic import TEST_VARIANTS, build_synthetic_corpus, draw_test_variants
 from c2ser.labels import EMOTIONS
@@ -34,9 +35,12 @@ def main():
         return
     if not a.out:
         ap.error("--out is required")
-    build_synthetic_corpus(a.out, a.emotions.split(","), a.per_class, a.valid_per_class, a.test_per_class,
-                           a.langs.split(","), a.seed, workers=a.workers, valid2_per_class=a.valid2_per_class,
-                           valid3_per_class=a.valid3_per_class)
+    try:
+        build_synthetic_corpus(a.out, a.emotions.split(","), a.per_class, a.valid_per_class, a.test_per_class,
+                               a.langs.split(","), a.seed, workers=a.workers, valid2_per_class=a.valid2_per_class,
+                               valid3_per_class=a.valid3_per_class)
+    except (ValueError, FileNotFoundError) as e:   # a bad count or emotion, a missing tool: one line
+        sys.exit(f"synthetic.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The demo's corpus design and result tooling: held-out voices (distinct by their audio) and sentences per split, a
 style signature per emotion, the Gen-SER step choice on validation, and the mean ± std table over seeds."""
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -198,3 +200,26 @@ def test_aggregate_reports_robustness_per_condition_and_plots_the_means(tmp_path
     assert got == {("stage2-implicit", "clean"): 97.0, ("stage2-implicit", "noise:white:20"): 92.0,
                    ("stage2-implicit", "noise:white:10"): 75.0, ("head-ce", "clean"): 95.0,
                    ("head-ce", "noise:white:20"): 50.0, ("head-ce", "noise:white:10"): 25.0}
+
+
+@pytest.mark.parametrize("option", ["per_class", "valid_per_class", "valid2_per_class", "valid3_per_class",
+                                    "test_per_class"])
+def test_a_negative_clip_count_is_refused_before_anything_is_written(tmp_path, option):
+    from c2ser.data.synthetic import build_synthetic_corpus
+
+    out = tmp_path / "corpus"
+    with pytest.raises(ValueError, match=rf"{out}: {option}=-1: expected a count of clips ≥ 0"):
+        build_synthetic_corpus(out, FOUR, **{option: -1})
+    assert not out.exists()
+
+
+def test_the_corpus_script_says_a_bad_count_in_one_line(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "corpus"
+    r = subprocess.run([sys.executable, str(root / "data_prep" / "synthetic.py"), "--out", str(out),
+                        "--valid3-per-class", "-2"], capture_output=True, text=True, cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"synthetic.py: error: synthetic corpus {out}: valid3_per_class=-2: "
+                                             "expected a count of clips ≥ 0"]
+    assert not out.exists()

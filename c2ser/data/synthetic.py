@@ -330,6 +330,11 @@ def build_synthetic_corpus(out_dir: str | Path, emotions=EMOTIONS, per_class: in
                            valid3_per_class: int = 0) -> dict[str, Path]:
     """Write ``wav/*.wav`` and ``{train,valid,test}.jsonl`` (and ``valid2.jsonl`` / ``valid3.jsonl`` when
     ``valid2_per_class`` / ``valid3_per_class``) under ``out_dir``; returns the manifest paths."""
+    counts = {"per_class": per_class, "valid_per_class": valid_per_class, "valid2_per_class": valid2_per_class,
+              "valid3_per_class": valid3_per_class, "test_per_class": test_per_class}
+    bad = [f"{k}={v}" for k, v in counts.items() if not isinstance(v, int) or v < 0]
+    if bad:
+        raise ValueError(f"synthetic corpus {out_dir}: {', '.join(bad)}: expected a count of clips ≥ 0")
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise FileNotFoundError(f"{tool} is not installed (apt-get install espeak-ng sox)")
