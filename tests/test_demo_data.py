@@ -2,6 +2,7 @@
 style signature per emotion, the Gen-SER step choice on validation, and the mean ± std table over seeds."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from c2ser.data.synthetic import (INTENDED, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES, VARIANTS, VOICES,
-                                  VoiceRender, _plan, duplicate_voices, render_voices, sentence_pool)
+                                  VoiceRender, _plan, build_synthetic_corpus, duplicate_voices, render_voices,
+                                  sentence_pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import aggregate_seeds  # noqa: E402
@@ -205,10 +207,8 @@ def test_aggregate_reports_robustness_per_condition_and_plots_the_means(tmp_path
 @pytest.mark.parametrize("option", ["per_class", "valid_per_class", "valid2_per_class", "valid3_per_class",
                                     "test_per_class"])
 def test_a_negative_clip_count_is_refused_before_anything_is_written(tmp_path, option):
-    from c2ser.data.synthetic import build_synthetic_corpus
-
     out = tmp_path / "corpus"
-    with pytest.raises(ValueError, match=rf"{out}: {option}=-1: expected a count of clips ≥ 0"):
+    with pytest.raises(ValueError, match=re.escape(f"{out}: {option}=-1: expected a count of clips ≥ 0")):
         build_synthetic_corpus(out, FOUR, **{option: -1})
     assert not out.exists()
 
