@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2ser.data.synthetic import (INTENDED, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES, VARIANTS, VOICES,
+from c2ser.data.synthetic import (INTENDED, MORE_TRAIN_SENTENCES, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES, VARIANTS, VOICES,
                                   VoiceRender, _plan, build_synthetic_corpus, duplicate_voices, render_voices,
                                   sentence_pool)
 
@@ -34,11 +34,12 @@ def test_splits_use_disjoint_voice_variants_and_sentences():
                 assert not variants[a] & variants[b], (lang, a, b)
                 assert not pools[a] & pools[b], (lang, a, b)
         assert len(variants["test"]) >= 4 and len(variants["valid2"]) >= 4 and len(variants["valid"]) >= 3
-        own = set(TEST_SENTENCES[lang]) | set(VALID3_SENTENCES[lang])
+        own = set(TEST_SENTENCES[lang]) | set(VALID3_SENTENCES[lang]) | set(MORE_TRAIN_SENTENCES[lang])
         assert set().union(*pools.values()) == set(SENTENCES[lang]) | own
+        assert set(MORE_TRAIN_SENTENCES[lang]) <= pools["train"]
         assert pools["valid3"] == set(VALID3_SENTENCES[lang]) and not pools["valid3"] & set(SENTENCES[lang])
         assert pools["test"] == set(TEST_SENTENCES[lang]) and not pools["test"] & set(SENTENCES[lang])
-    assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 35
+    assert len(VOICES["en"]["train"]) == len(VARIANTS["train"]) == 49
 
 
 def test_every_voice_renders_audio_distinct_from_every_other_voice():
@@ -102,6 +103,24 @@ def test_the_third_validation_split_changes_no_clip_of_the_others():
     assert {j["voice"] for j in valid3} == {"en-us+iven3", "en+grandpa", "cmn+iven3", "cmn+grandpa"}
     assert all(j["text"] in VALID3_SENTENCES[j["lang"]] for j in valid3)
 
+
+def test_the_added_training_sentences_change_no_clip_of_the_other_splits(monkeypatch):
+    """MORE_TRAIN_SENTENCES came after the demo's results: with or without them, every clip of valid, valid2, valid3
+    and test is the same, and a training clip differs at most in its sentence, which comes from the whole pool."""
+    import c2ser.data.synthetic as synthetic
+
+    kw = dict(per_class=30, langs=["en", "zh"], seed=5, test_per_class=10, valid_per_class=8, valid2_per_class=6,
+              valid3_per_class=4)
+    more = _plan(list(FOUR), **kw)
+    monkeypatch.setattr(synthetic, "MORE_TRAIN_SENTENCES", {"en": [], "zh": []})
+    fewer = _plan(list(FOUR), **kw)
+    assert [j for j in more if j["split"] != "train"] == [j for j in fewer if j["split"] != "train"]
+    assert [{**j, "text": None} for j in more] == [{**j, "text": None} for j in fewer]
+    train = [j for j in more if j["split"] == "train"]
+    first = {lang: set(SENTENCES[lang][:-synthetic.HELD_OUT[lang]]) for lang in ("en", "zh")}
+    assert all(j["text"] in first[j["lang"]] for j in fewer if j["split"] == "train")
+    added = [j for j in train if j["text"] in MORE_TRAIN_SENTENCES[j["lang"]]]
+    assert 0.5 < len(added) / len(train) < 0.85   # the pool is 2/3 added sentences (56 of 84, 38 of 57)
 
 def test_each_demo_emotion_has_its_own_style_signature():
     signatures = {e: tuple(INTENDED[e][f] for f in ("pitch_bin", "volume_bin", "pace_bin")) for e in FOUR}

@@ -64,7 +64,8 @@ def test_accelerate_configs_point_at_deepspeed_files():
 def test_demo_augment_overlay_turns_on_augmentation_with_online_emotion2vec(stage):
     """recipes/tiny/run.sh --augment 1 (demo_augment_{stage}.yaml): stage 2 trains augmented, with the seed's tiny
     Emotion2Vec-S online (its path follows the run's feature directory) and the volume bins per speaker; stage 1 is
-    the plain one, stage 2 runs 32 epochs instead of 16 (both chosen on validation); nothing else of the demo changes."""
+    the plain one, stage 2 runs 32 epochs instead of 16 with milder noise and reverberation (all chosen on
+    validation); nothing else of the demo changes."""
     files = [RECIPES / "c2ser/conf/model.yaml", RECIPES / f"c2ser/conf/{stage}.yaml", RECIPES / "c2ser/conf/tiny.yaml",
              RECIPES / f"tiny/conf/demo_{stage}.yaml"]
     over = ["data.train_manifest=x.jsonl", "data.feature_dir=exp/t/seed0/features"]
@@ -75,7 +76,9 @@ def test_demo_augment_overlay_turns_on_augmentation_with_online_emotion2vec(stag
         assert cfg == plain
         return
     assert cfg.data.augment.enabled and cfg.data.augment.volume_group_by == "speaker"
-    assert (cfg.data.augment.noise_prob, cfg.data.augment.snr_db) == (0.6, [5.0, 30.0])
+    # the fourteenth search's stage 2 (docs/demo.md): the seventh's milder noise and reverberation
+    assert (cfg.data.augment.noise_prob, cfg.data.augment.snr_db, cfg.data.augment.reverb_prob) == (0.6, [10.0, 30.0],
+                                                                                                     0.1)
     assert cfg.model.ssl.checkpoint == "exp/t/seed0/features/../models/emotion2vec-tiny-random.pt"
     assert (plain.max_epochs, cfg.max_epochs) == (16, 32)
     cfg.data.augment, cfg.model.ssl.checkpoint, cfg.max_epochs = plain.data.augment, None, plain.max_epochs

@@ -84,7 +84,9 @@ TEST_VARIANTS = ["iven4", "kaukovalta", "Mario", "Nguyen"]
 VARIANTS = {"train": ["m1", "m2", "m3", "m4", "m6", "Andy", "Gene", "Michael", "Mike", "adam", "benjamin", "boris",
                       "edward", "edward2", "gustave", "max", "michel", "miguel", "marcelo", "pablo", "quincy",
                       "robert", "sandro", "travis", "norbert",
-                      "f1", "f2", "f5", "Alicia", "belinda", "linda", "steph", "aunty", "shelby", "grandma"],
+                      "f1", "f2", "f5", "Alicia", "belinda", "linda", "steph", "aunty", "shelby", "grandma",
+                      "Andrea", "anika", "david", "Denis", "Diogo", "Gene2", "Henrique", "iven2", "john", "m8",
+                      "pedro", "rob", "steph2", "zac"],
             "valid": ["m5", "f4", "Lee"],
             "valid2": ["m7", "f3", "Alex", "Annie"],
             "valid3": ["iven3", "grandpa"],
@@ -142,13 +144,45 @@ VALID3_SENTENCES = {
 }
 
 
+# training sentences added by the fourteenth search (docs/demo.md): with only the first ones, each was spoken ~20 times
+# and a clip's length told its pace; in no other split. ``_job`` draws them so that no clip of another split changed
+MORE_TRAIN_SENTENCES = {
+    "en": ["The cat is sleeping on the chair", "We had rice for dinner", "Her shoes are by the door",
+           "The car needs new tyres", "I called my mother last night", "The park is full of people",
+           "He is cooking eggs for breakfast", "The bank opens at half past nine", "Our team won the match",
+           "The radio is too loud", "She walks to work every morning", "The shop has fresh fish today",
+           "They moved to a small village", "My brother is learning to drive", "The door was left open",
+           "We bought tickets for the concert", "The tea is too sweet", "He lost his wallet on the bus",
+           "The doctor will see you soon", "Our house has a red roof", "I washed the car on Sunday",
+           "The cake is in the oven", "She sent me a message", "The dog wants to go outside",
+           "We cleaned the whole flat", "The road to the lake is long", "He wears a blue jacket",
+           "The chairs are in the garden", "My friend is a nurse", "The price of bread went up",
+           "They are waiting at the station", "I need a new pair of glasses", "The phone rang twice",
+           "We took the early train", "The apples are on the tree", "She plays tennis on Tuesday",
+           "The office is on the third floor", "He brought flowers for his wife", "The sky is clear tonight",
+           "My coat is at the office", "The kids are drinking juice", "We visited our grandparents",
+           "The map is in the drawer", "My computer is very slow", "They built a new bridge",
+           "The students are reading quietly", "He opened the box carefully", "The market is busy on Saturday",
+           "I wrote a letter to my aunt", "The towels are in the bathroom", "The stairs are very steep",
+           "She cut her hair short", "The wind is blowing hard", "We ate by the window",
+           "The keys are under the mat", "He is fixing the garden gate"],
+    "zh": ["猫在椅子上睡觉", "我们晚饭吃米饭", "她的鞋在门口", "我昨晚给妈妈打电话了", "公园里人很多", "他在做早饭",
+           "我们队赢了比赛", "收音机太吵了", "她每天走路上班", "他们搬到了一个小村子", "我弟弟在学开车", "门没有关",
+           "我们买了音乐会的票", "茶太甜了", "他在公交车上丢了钱包", "医生马上就来", "我星期天洗了车", "蛋糕在烤箱里",
+           "她给我发了短信", "狗想出去玩", "去湖边的路很远", "他穿着蓝色的外套", "面包涨价了", "他们在车站等着",
+           "我需要一副新眼镜", "电话响了两次", "我们坐了早班车", "树上有很多苹果", "她星期二打网球", "办公室在三楼",
+           "今晚天空很晴朗", "我们去看了爷爷奶奶", "地图在抽屉里", "我的电脑很慢", "学生们在安静地看书",
+           "星期六市场很热闹", "风刮得很大", "钥匙在垫子下面"],
+}
+
+
 def sentence_pool(lang: str, split: str) -> list[str]:
-    """The sentences a split draws from: train the first ones, valid and valid2 disjoint held-out ones, valid3 and
-    test their own (``VALID3_SENTENCES``, ``TEST_SENTENCES``)."""
+    """The sentences a split draws from: train the first ones and ``MORE_TRAIN_SENTENCES``, valid and valid2
+    disjoint held-out ones, valid3 and test their own (``VALID3_SENTENCES``, ``TEST_SENTENCES``)."""
     sents, n = SENTENCES[lang], HELD_OUT[lang]
     held = sents[-n:]
-    return {"train": sents[:-n], "valid": held[: n // 3], "valid2": held[n // 3:], "valid3": VALID3_SENTENCES[lang],
-            "test": TEST_SENTENCES[lang]}[split]
+    return {"train": sents[:-n] + MORE_TRAIN_SENTENCES[lang], "valid": held[: n // 3], "valid2": held[n // 3:],
+            "valid3": VALID3_SENTENCES[lang], "test": TEST_SENTENCES[lang]}[split]
 
 
 # --- voice identity, checked on the audio -------------------------------------------------------------------------
@@ -302,8 +336,15 @@ def _job(rng: random.Random, emo: str, split: str, j: int, langs) -> dict:
     # voices in turn: every voice speaks every emotion about equally often (its μ ± σ style bins are then those of
     # a balanced set)
     voice = voices[(j // len(langs)) % len(voices)]
-    text = rng.choice(sentence_pool(lang, split))
-    return {"key": f"syn-{split}-{emo}-{j:04d}", "emotion": emo, "split": split, "lang": lang, "text": text,
+    key = f"syn-{split}-{emo}-{j:04d}"
+    if split == "train":
+        # the corpus generator draws among the first training sentences, as before MORE_TRAIN_SENTENCES (so every
+        # later draw, and no clip of another split, changed); the clip's own generator then takes its sentence
+        first = rng.choice(SENTENCES[lang][:-HELD_OUT[lang]])
+        text = random.Random(f"extra-{key}-{first}").choice(sentence_pool(lang, split))
+    else:
+        text = rng.choice(sentence_pool(lang, split))
+    return {"key": key, "emotion": emo, "split": split, "lang": lang, "text": text,
             "voice": voice, "jit": [rng.uniform(-1, 1) for _ in range(4)]}
 
 
