@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from c2ser.data.synthetic import (INTENDED, MORE_TRAIN_SENTENCES, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES, VARIANTS, VOICES,
-                                  VoiceRender, _plan, build_synthetic_corpus, duplicate_voices, render_voices,
-                                  sentence_pool)
+from c2ser.data.synthetic import (INTENDED, MORE_TRAIN_SENTENCES, SENTENCES, SPLITS, TEST_SENTENCES, VALID3_SENTENCES,
+                                  VARIANTS, VOICES, VoiceRender, _plan, build_synthetic_corpus, duplicate_voices,
+                                  render_voices, sentence_pool)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import aggregate_seeds  # noqa: E402
